@@ -1,0 +1,48 @@
+//! Test support shared by the workspace: real servers on free loopback ports, stopped on drop.
+//! Each server module owns one kind of server; the helpers here are what they all need.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// A loopback port nobody listens on right now (the OS picks it; we release it at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral loopback port")
+}
+
+/// Waits until something accepts TCP connections on `addr`, or fails after `timeout`.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listened on {addr} within {timeout:?}")
+}
+
+/// Fails with the install hint when a program the test needs is missing, so a missing package
+/// reads as such instead of as an obscure spawn error.
+pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{program}` is not installed: `apt-get install {debian_package}` (see .ci/run)")
+        })
+}
+
+/// The workspace root, for tests that run tasks or read the chart.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives one level below the workspace root")
+        .to_path_buf()
+}

@@ -1,0 +1,80 @@
+//! The project's automation: every CI step is one of these tasks, so a laptop, `act` and GitHub
+//! Actions run the same code. Each task lives in the module named after it.
+
+pub mod act;
+pub mod bench;
+pub mod chart;
+pub mod ci;
+pub mod image;
+pub mod registry;
+pub mod release;
+pub mod scan;
+pub mod tools;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, test, scan, package and release visit-tracker",
+    version
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Task {
+    /// Everything a pull request must pass: tests, security scan, image build, chart lint.
+    Ci(ci::Ci),
+    /// Format check, clippy with warnings denied, and every test of the workspace.
+    Test(ci::Test),
+    /// Benchmarks that compare against a reference measured in the same run.
+    #[command(subcommand)]
+    Bench(bench::Bench),
+    /// Build the multi-arch OCI image, or push it to a registry.
+    #[command(subcommand)]
+    Image(image::Image),
+    /// Bump, lint, package or push the Helm chart.
+    #[command(subcommand)]
+    Chart(chart::Chart),
+    /// Scan dependencies, workflows, the rendered chart and tracked files for problems.
+    SecurityScan(scan::SecurityScan),
+    /// Release a version: image, chart and release notes (see --dry-run).
+    Release(release::Release),
+    /// Run the GitHub workflows locally and offline with act.
+    Act(act::Act),
+}
+
+impl Task {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        match self {
+            Task::Ci(t) => t.run(sh),
+            Task::Test(t) => t.run(sh),
+            Task::Bench(t) => t.run(sh),
+            Task::Image(t) => t.run(sh),
+            Task::Chart(t) => t.run(sh),
+            Task::SecurityScan(t) => t.run(sh),
+            Task::Release(t) => t.run(sh),
+            Task::Act(t) => t.run(sh),
+        }
+    }
+}
+
+/// The workspace root; tasks run from here so relative paths mean the same everywhere.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// The cargo that started us (`$CARGO`), so nested builds use the same toolchain.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
