@@ -1,0 +1,24 @@
+//! The container image: daemonless multi-arch build, and push to any OCI registry.
+
+pub mod build;
+pub mod push;
+
+use clap::Subcommand;
+use xshell::Shell;
+
+#[derive(Debug, Subcommand)]
+pub enum Image {
+    /// Cross-compile the service and write a multi-arch OCI image layout under target/oci/.
+    Build(build::Build),
+    /// Push an OCI image layout to a registry, blobs first, tags last.
+    Push(push::Push),
+}
+
+impl Image {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        match self {
+            Image::Build(t) => t.run(sh),
+            Image::Push(t) => t.run(sh),
+        }
+    }
+}
