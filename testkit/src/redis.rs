@@ -4,11 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, require_program, wait_for_port};
+use crate::{free_port, require_program};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -68,11 +68,18 @@ impl RedisServer {
         .map(|s| s.to_string())
         .collect();
         if let Some(user) = &user {
+            // One directive per `--user`; its words are the following arguments.
             args.extend([
                 "--user".to_owned(),
-                format!("{} on >{} ~* &* +@all", user.username, user.password),
+                user.username.clone(),
+                "on".to_owned(),
+                format!(">{}", user.password),
+                "~*".to_owned(),
+                "&*".to_owned(),
+                "+@all".to_owned(),
                 "--user".to_owned(),
-                "default off".to_owned(),
+                "default".to_owned(),
+                "off".to_owned(),
             ]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -111,8 +118,12 @@ impl RedisServer {
     /// Starts the server (again) on the same port and directory, and waits until it answers.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis-server is already running");
-        self.child = Some(spawn("redis-server", &self.args, self.dir.path()));
-        wait_until_answers(self.addr(), &self.dir.path().join("redis.log"));
+        let addr = self.addr();
+        let log = self.dir.path().join("redis.log");
+        let child = self
+            .child
+            .insert(spawn("redis-server", &self.args, self.dir.path()));
+        wait_until_answers(child, addr, &log);
     }
 
     /// Runs `redis-cli` against this server (as the ACL user, if any) and returns its output.
@@ -174,10 +185,15 @@ impl RedisSentinel {
             ),
         )
         .expect("writing sentinel.conf");
-        let sentinel = spawn(
+        let mut sentinel = spawn(
             "redis-sentinel",
             &[conf.display().to_string()],
             sentinel_dir.path(),
+        );
+        wait_until_answers(
+            &mut sentinel,
+            SocketAddr::from(([127, 0, 0, 1], sentinel_port)),
+            &sentinel_dir.path().join("sentinel.log"),
         );
         let setup = RedisSentinel {
             master,
@@ -186,10 +202,6 @@ impl RedisSentinel {
             sentinel_dir,
             sentinel,
         };
-        wait_until_answers(
-            setup.sentinel_addr(),
-            &setup.sentinel_dir.path().join("sentinel.log"),
-        );
         // Ready once the replica is in sync and the Sentinel has discovered it.
         setup.wait_for("the replica to sync", || {
             setup
@@ -342,15 +354,9 @@ fn cli(args: &[String]) -> String {
     stdout
 }
 
-/// Waits until the server answers a PING with anything but LOADING (NOAUTH counts: it is up).
-fn wait_until_answers(addr: SocketAddr, log: &PathBuf) {
-    let fail = |why: String| -> ! {
-        let log = std::fs::read_to_string(log).unwrap_or_default();
-        panic!("redis at {addr} did not start: {why}\nlog:\n{log}")
-    };
-    if let Err(e) = wait_for_port(addr, START_TIMEOUT) {
-        fail(e.to_string());
-    }
+/// Waits until the server answers a PING with anything but LOADING (NOAUTH counts: it is up);
+/// fails at once with the server's log if it exits.
+fn wait_until_answers(child: &mut Child, addr: SocketAddr, log: &Path) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(reply) = ping(addr)
@@ -358,10 +364,16 @@ fn wait_until_answers(addr: SocketAddr, log: &PathBuf) {
         {
             return;
         }
-        if Instant::now() > deadline {
-            fail("it kept answering LOADING or nothing".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        let why = match child.try_wait() {
+            Ok(Some(status)) => format!("it exited with {status}"),
+            _ if Instant::now() > deadline => "it did not answer PING in time".to_owned(),
+            _ => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("redis at {addr} did not start: {why}\nlog:\n{log}");
     }
 }
 
