@@ -1,5 +1,7 @@
 //! Logging: JSON lines (or text for humans) on stdout, filtered by `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -16,6 +18,7 @@ pub fn init(format: LogFormat) {
             .with_current_span(false)
             .with_span_list(false)
             .init(),
-        LogFormat::Text => builder.init(),
+        // Colours only for a terminal: escape codes in a log file are noise.
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).init(),
     }
 }

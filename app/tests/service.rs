@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Service, client, eventually, get_json, post_json};
 use nix::sys::signal::Signal;
 use serde_json::json;
-use testkit::redis::{AclUser, RedisServer};
+use testkit::redis::{AclUser, RedisCluster, RedisSentinel, RedisServer};
 
 #[tokio::test]
 async fn counts_visits_and_reports_totals() {
@@ -490,4 +490,86 @@ fn metric_names(source: &str) -> Vec<String> {
     names.dedup();
     assert!(!names.is_empty(), "no service metric found");
     names
+}
+
+#[tokio::test]
+async fn sentinel_mode_counts_and_follows_a_failover() {
+    let setup = RedisSentinel::start();
+    let sentinels = setup.sentinel_addr().to_string();
+    let service = Service::start(&[
+        ("REDIS_MODE", "sentinel"),
+        ("REDIS_SENTINELS", sentinels.as_str()),
+        ("REDIS_SENTINEL_MASTER", RedisSentinel::MASTER),
+        ("REDIS_TIMEOUT", "1s"),
+    ]);
+    let http = client();
+    let url = service.url("/api/visits");
+    let mut counted = 0u64;
+    for _ in 0..3 {
+        let (status, body) = post_json(&http, &url).await;
+        assert_eq!(status, 200, "{body}");
+        counted += 1;
+    }
+    assert_eq!(get_json(&http, &service.url("/readyz")).await.0, 200);
+
+    setup.failover();
+    // The old master turns replica: writes fail until the service asks the Sentinel again.
+    eventually(
+        "writes to reach the new master",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { post_json(&http, &url).await.0 == 200 }
+        },
+    )
+    .await;
+    counted += 1;
+    let (status, body) = post_json(&http, &url).await;
+    assert_eq!(status, 200, "{body}");
+    counted += 1;
+    assert_eq!(body["total"], counted, "no write lost or doubled");
+    assert_eq!(
+        setup.replica.cli(&["get", "{visit-tracker}:total"]).trim(),
+        counted.to_string(),
+        "the writes went to the promoted replica"
+    );
+}
+
+#[tokio::test]
+async fn cluster_mode_counts_in_one_slot() {
+    let cluster = RedisCluster::start();
+    let seeds = cluster.seeds();
+    let service = Service::start(&[("REDIS_MODE", "cluster"), ("REDIS_CLUSTER_NODES", &seeds)]);
+    let http = client();
+    let url = service.url("/api/visits");
+    let posts: Vec<_> = (0..100)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { post_json(&http, &url).await.0 })
+        })
+        .collect();
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 200);
+    }
+    let (status, body) = get_json(&http, &url).await;
+    assert_eq!(
+        (status, &body["total"], &body["today"]),
+        (200, &json!(100), &json!(100))
+    );
+    let (status, body) = get_json(&http, &service.url("/api/visits/daily?days=2")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["days"][1]["count"], 100);
+    assert_eq!(get_json(&http, &service.url("/readyz")).await.0, 200);
+    // All keys live on the one node that owns the hash tag's slot.
+    let holders: Vec<_> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["dbsize"]).trim() != "0")
+        .collect();
+    assert_eq!(holders.len(), 1);
+    assert_eq!(
+        holders[0].cli(&["dbsize"]).trim(),
+        "3",
+        "total, today, last"
+    );
 }

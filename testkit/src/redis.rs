@@ -235,18 +235,20 @@ impl RedisSentinel {
             .unwrap_or_else(|| panic!("no master address from the Sentinel: {out:?}"))
     }
 
-    /// Forces a failover to the replica and waits until the Sentinel names it as master.
+    /// Forces a failover to the replica and waits until it is complete: the Sentinel names the
+    /// replica as master, and the old master has been turned into a replica (until then it
+    /// would still accept writes that the resync then discards).
     pub fn failover(&self) {
         let answer = self.sentinel_cli(&["sentinel", "failover", Self::MASTER]);
         assert!(answer.contains("OK"), "SENTINEL FAILOVER refused: {answer}");
+        let role = |server: &RedisServer| {
+            let out = server.cli(&["role"]);
+            out.lines().next().unwrap_or_default().trim().to_owned()
+        };
         self.wait_for("the failover to complete", || {
             self.master_port() == self.replica.port()
-                && self
-                    .replica
-                    .cli(&["role"])
-                    .lines()
-                    .next()
-                    .is_some_and(|l| l.trim() == "master")
+                && role(&self.replica) == "master"
+                && role(&self.master) == "slave"
         });
     }
 
