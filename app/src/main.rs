@@ -11,7 +11,8 @@ async fn main() -> ExitCode {
     visit_tracker::telemetry::init(config.log_format);
     // rustls needs one process-wide crypto provider; ring is the one that cross-compiles to musl.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match visit_tracker::run(config).await {
+    let result = visit_tracker::run(config).await;
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "visit-tracker failed");
@@ -19,5 +20,7 @@ async fn main() -> ExitCode {
             eprintln!("visit-tracker: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    visit_tracker::telemetry::flush();
+    code
 }

@@ -1,14 +1,336 @@
 //! Load test of the service against the Redis ceiling measured in the same run.
+//!
+//! `redis-benchmark -t incr -c 64` says how fast this machine's Redis can count; `wrk -c 64`
+//! with POST /api/visits says how much of that the service delivers. Figures only, no pass/fail
+//! on speed: the targets are printed next to them.
 
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use xshell::Shell;
+use xshell::{Shell, cmd};
+
+use crate::tools::require;
+
+/// Targets from the issue: share of the Redis ceiling, p99 latency, peak memory.
+const TARGET_RATIO: f64 = 0.7;
+const TARGET_P99_MS: f64 = 5.0;
+const TARGET_RSS_MIB: f64 = 30.0;
+
+/// wrk script: POST /api/visits, then one parseable line with the figures (latency in µs).
+const WRK_SCRIPT: &str = r#"wrk.method = "POST"
+wrk.path = "/api/visits"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK requests=%d duration_us=%d p50_us=%d p99_us=%d non2xx=%d errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"#;
 
 /// Load test of the service against the Redis ceiling measured in the same run.
 #[derive(Debug, Args)]
-pub struct AppBench {}
+pub struct AppBench {
+    /// Concurrent connections for both redis-benchmark and wrk.
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// How long wrk loads the service, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// INCRs redis-benchmark sends.
+    #[arg(long, default_value_t = 300_000)]
+    requests: u32,
+}
+
+/// What one load generator measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
 
 impl AppBench {
-    pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask bench app` is not built yet")
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        require("redis-server", "redis-server")?;
+        require("redis-benchmark", "redis-tools")?;
+        require("wrk", "wrk")?;
+        let cargo = crate::cargo();
+        eprintln!("bench app: building the release binary");
+        cmd!(
+            sh,
+            "{cargo} build --release --quiet --package visit-tracker"
+        )
+        .run()
+        .context("building the release binary")?;
+        let binary = sh.current_dir().join("target/release/visit-tracker");
+        let work = sh.create_temp_dir()?;
+
+        let redis_port = free_port()?;
+        let port = redis_port.to_string();
+        let dir = work.path();
+        let redis = Process::spawn(
+            cmd!(
+                sh,
+                "redis-server --port {port} --bind 127.0.0.1 --dir {dir} --save '' --appendonly no --logfile redis.log"
+            ),
+            "redis-server",
+        )?;
+        wait_for(addr(redis_port))?;
+
+        let (connections, requests) = (self.connections.to_string(), self.requests.to_string());
+        eprintln!("bench app: redis-benchmark -t incr -c {connections} -n {requests}");
+        let csv = cmd!(
+            sh,
+            "redis-benchmark -h 127.0.0.1 -p {port} -t incr -c {connections} -n {requests} --csv"
+        )
+        .read()
+        .context("running redis-benchmark")?;
+        let ceiling = parse_redis_benchmark(&csv)?;
+
+        let listen = addr(free_port()?);
+        let service_cmd = cmd!(sh, "{binary}")
+            .env("LISTEN_ADDR", listen.to_string())
+            .env("REDIS_HOST", "127.0.0.1")
+            .env("REDIS_PORT", &port)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info");
+        let service = Process::spawn(service_cmd, "visit-tracker")?;
+        wait_for(listen)?;
+
+        let script = work.path().join("post.lua");
+        std::fs::write(&script, WRK_SCRIPT)?;
+        let url = format!("http://{listen}");
+        let (threads, seconds) = (self.threads.to_string(), format!("{}s", self.seconds));
+        eprintln!("bench app: wrk -t{threads} -c{connections} -d{seconds} POST /api/visits");
+        let out = cmd!(
+            sh,
+            "wrk -t{threads} -c{connections} -d{seconds} -s {script} {url}"
+        )
+        .read()
+        .context("running wrk")?;
+        let (measured, failures) = parse_wrk(&out)?;
+        let rss_mib = peak_rss_kib(service.id())? as f64 / 1024.0;
+        let total_key = "{visit-tracker}:total";
+        let counted = cmd!(sh, "redis-cli -p {port} get {total_key}")
+            .read()
+            .unwrap_or_default();
+        drop(service);
+        drop(redis);
+
+        println!("{}", report(&ceiling, &measured, rss_mib));
+        // Latency on a shared machine says more about its neighbours than about the service.
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?");
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        println!("machine load average {load} on {cores} cores during the run");
+        println!("visits counted in Redis: {}", counted.trim());
+        if failures > 0 {
+            bail!("{failures} requests failed or answered non-2xx under load");
+        }
+        Ok(())
+    }
+}
+
+/// The figures as a table, with each target and whether it was met.
+pub fn report(redis: &Figures, service: &Figures, rss_mib: f64) -> String {
+    let ratio = service.rps / redis.rps;
+    let mark = |ok: bool| if ok { "met" } else { "MISSED" };
+    format!(
+        "{:<28} {:>12} {:>10} {:>10}\n\
+         {:<28} {:>12.0} {:>10.3} {:>10.3}\n\
+         {:<28} {:>12.0} {:>10.3} {:>10.3}\n\
+         ratio service/redis: {ratio:.2} (target >= {TARGET_RATIO}: {})\n\
+         service p99: {:.3} ms (target <= {TARGET_P99_MS} ms: {})\n\
+         service peak RSS: {rss_mib:.1} MiB (target < {TARGET_RSS_MIB} MiB: {})",
+        "",
+        "requests/s",
+        "p50 ms",
+        "p99 ms",
+        "redis-benchmark INCR",
+        redis.rps,
+        redis.p50_ms,
+        redis.p99_ms,
+        "visit-tracker POST (wrk)",
+        service.rps,
+        service.p50_ms,
+        service.p99_ms,
+        mark(ratio >= TARGET_RATIO),
+        service.p99_ms,
+        mark(service.p99_ms <= TARGET_P99_MS),
+        mark(rss_mib < TARGET_RSS_MIB),
+    )
+}
+
+/// The INCR line of `redis-benchmark --csv`.
+pub fn parse_redis_benchmark(csv: &str) -> Result<Figures> {
+    let mut lines = csv.lines().map(|l| {
+        l.split(',')
+            .map(|f| f.trim_matches('"').to_owned())
+            .collect::<Vec<_>>()
+    });
+    let header = lines.next().context("redis-benchmark printed nothing")?;
+    let row = lines
+        .find(|r| r.first().is_some_and(|t| t == "INCR"))
+        .with_context(|| format!("no INCR line in redis-benchmark output: {csv}"))?;
+    let field = |name: &str| -> Result<f64> {
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .with_context(|| format!("redis-benchmark output has no {name} column"))?;
+        row.get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("bad {name} in redis-benchmark output: {csv}"))
+    };
+    Ok(Figures {
+        rps: field("rps")?,
+        p50_ms: field("p50_latency_ms")?,
+        p99_ms: field("p99_latency_ms")?,
+    })
+}
+
+/// The `WRK ...` line our script prints; returns the figures and the failed requests.
+pub fn parse_wrk(out: &str) -> Result<(Figures, u64)> {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("WRK "))
+        .with_context(|| format!("no figures in wrk output: {out}"))?;
+    let field = |name: &str| -> Result<f64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in wrk output: {line}"))
+    };
+    let seconds = field("duration_us")? / 1e6;
+    if seconds <= 0.0 {
+        bail!("wrk ran for no time: {line}");
+    }
+    let figures = Figures {
+        rps: field("requests")? / seconds,
+        p50_ms: field("p50_us")? / 1000.0,
+        p99_ms: field("p99_us")? / 1000.0,
+    };
+    Ok((figures, (field("non2xx")? + field("errors")?) as u64))
+}
+
+/// Peak resident memory (VmHWM) of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmHWM in /proc/PID/status")
+}
+
+/// A background process killed on drop, so a failed bench leaves nothing running.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    fn spawn(cmd: xshell::Cmd<'_>, name: &str) -> Result<Self> {
+        let child = Command::from(cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self { child })
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn wait_for(addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listened on {addr} within 20s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_benchmark_csv_is_read_by_column_name() {
+        let csv = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
+                   \"INCR\",\"59523.81\",\"0.691\",\"0.088\",\"0.535\",\"1.167\",\"4.423\",\"9.535\"\n";
+        assert_eq!(
+            parse_redis_benchmark(csv).unwrap(),
+            Figures {
+                rps: 59523.81,
+                p50_ms: 0.535,
+                p99_ms: 4.423
+            }
+        );
+        assert!(parse_redis_benchmark("").is_err());
+    }
+
+    #[test]
+    fn wrk_figures_come_from_the_script_line() {
+        let out = "Running 10s test\n  2 threads and 64 connections\nWRK requests=50000 duration_us=10000000 p50_us=1200 p99_us=4100 non2xx=3 errors=1\n";
+        let (figures, failures) = parse_wrk(out).unwrap();
+        assert_eq!(
+            figures,
+            Figures {
+                rps: 5000.0,
+                p50_ms: 1.2,
+                p99_ms: 4.1
+            }
+        );
+        assert_eq!(failures, 4);
+        assert!(parse_wrk("no figures").is_err());
+    }
+
+    #[test]
+    fn the_report_marks_missed_targets() {
+        let redis = Figures {
+            rps: 100.0,
+            p50_ms: 0.5,
+            p99_ms: 1.0,
+        };
+        let fast = Figures {
+            rps: 80.0,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+        };
+        let text = report(&redis, &fast, 12.0);
+        assert!(text.contains("ratio service/redis: 0.80"));
+        assert!(!text.contains("MISSED"));
+        let slow = Figures {
+            rps: 50.0,
+            p50_ms: 1.0,
+            p99_ms: 9.0,
+        };
+        assert_eq!(report(&redis, &slow, 40.0).matches("MISSED").count(), 3);
     }
 }
