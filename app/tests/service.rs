@@ -573,3 +573,29 @@ async fn cluster_mode_counts_in_one_slot() {
         "total, today, last"
     );
 }
+
+#[tokio::test]
+async fn tls_mode_verifies_the_server_with_the_given_ca() {
+    let redis = RedisServer::start_tls();
+    let port = redis.port().to_string();
+    let ca = redis.ca_cert().display().to_string();
+    let service = Service::start(&[
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", &port),
+        ("REDIS_TLS", "true"),
+        ("REDIS_CA_CERT", &ca),
+    ]);
+    let http = client();
+    let (status, body) = post_json(&http, &service.url("/api/visits")).await;
+    assert_eq!((status, &body["total"]), (200, &json!(1)), "{body}");
+    assert_eq!(redis.cli(&["get", "{visit-tracker}:total"]).trim(), "1");
+
+    // Without the CA the certificate is not trusted: the service refuses to talk to Redis.
+    let untrusted = Service::start(&[
+        ("REDIS_HOST", "127.0.0.1"),
+        ("REDIS_PORT", &port),
+        ("REDIS_TLS", "true"),
+    ]);
+    let (status, body) = post_json(&http, &untrusted.url("/api/visits")).await;
+    assert_eq!((status, &body["error"]), (503, &json!("redis unavailable")));
+}

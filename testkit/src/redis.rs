@@ -26,6 +26,7 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     args: Vec<String>,
     user: Option<AclUser>,
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -38,6 +39,115 @@ impl RedisServer {
     /// A server that only accepts `user` (the default user is off).
     pub fn start_with_user(user: AclUser) -> RedisServer {
         Self::start_with(Some(user), &[])
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by a fresh test
+    /// CA whose certificate is [`RedisServer::ca_cert`].
+    pub fn start_tls() -> RedisServer {
+        require_program("openssl", "openssl");
+        let mut server = Self::start_with(None, &[]);
+        server.stop();
+        let dir = server.dir.path().to_owned();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("running openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-x509",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=testkit CA",
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                ][..],
+                &ec,
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &[
+                    "req",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                ][..],
+                &ec,
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let port = server.port.to_string();
+        server.args.extend(
+            [
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                "server.crt",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.crt",
+                "--tls-auth-clients",
+                "no",
+            ]
+            .map(String::from),
+        );
+        server.tls = true;
+        server.start_again();
+        server
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate.
+    pub fn ca_cert(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// A server with an optional ACL user and extra `redis-server` arguments.
@@ -88,6 +198,7 @@ impl RedisServer {
             dir,
             args,
             user,
+            tls: false,
             child: None,
         };
         server.start_again();
@@ -123,7 +234,7 @@ impl RedisServer {
         let child = self
             .child
             .insert(spawn("redis-server", &self.args, self.dir.path()));
-        wait_until_answers(child, addr, &log);
+        wait_until_answers(child, addr, &log, self.tls);
     }
 
     /// Runs `redis-cli` against this server (as the ACL user, if any) and returns its output.
@@ -136,6 +247,13 @@ impl RedisServer {
                 "--pass".into(),
                 user.password.clone(),
                 "--no-auth-warning".into(),
+            ]);
+        }
+        if self.tls {
+            all.extend([
+                "--tls".into(),
+                "--cacert".into(),
+                self.ca_cert().display().to_string(),
             ]);
         }
         all.extend(args.iter().map(|s| s.to_string()));
@@ -194,6 +312,7 @@ impl RedisSentinel {
             &mut sentinel,
             SocketAddr::from(([127, 0, 0, 1], sentinel_port)),
             &sentinel_dir.path().join("sentinel.log"),
+            false,
         );
         let setup = RedisSentinel {
             master,
@@ -357,13 +476,16 @@ fn cli(args: &[String]) -> String {
 }
 
 /// Waits until the server answers a PING with anything but LOADING (NOAUTH counts: it is up);
-/// fails at once with the server's log if it exits.
-fn wait_until_answers(child: &mut Child, addr: SocketAddr, log: &Path) {
+/// fails at once with the server's log if it exits. A TLS port only has to accept.
+fn wait_until_answers(child: &mut Child, addr: SocketAddr, log: &Path, tls: bool) {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok(reply) = ping(addr)
-            && !reply.starts_with("-LOADING")
-        {
+        let up = if tls {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        } else {
+            ping(addr).is_ok_and(|reply| !reply.starts_with("-LOADING"))
+        };
+        if up {
             return;
         }
         let why = match child.try_wait() {
