@@ -1,6 +1,8 @@
 //! The container image: daemonless multi-arch build, and push to any OCI registry.
 
 pub mod build;
+pub mod layout;
+pub mod oci;
 pub mod push;
 
 use clap::Subcommand;
