@@ -48,14 +48,29 @@ pub struct Build {
 
 impl Build {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        let built = self.build(sh)?;
+        println!("layout: {} (tag {})", built.output.display(), built.tag);
+        println!("index:  {}", built.image.index.digest);
+        for p in &built.image.platforms {
+            println!(
+                "  {:<12} {:>9} compressed  manifest {}",
+                p.platform.name(),
+                human_size(p.compressed_size()),
+                p.manifest.digest
+            );
+        }
+        Ok(())
+    }
+
+    /// Compiles, assembles and writes the layout; returns what was written.
+    pub fn build(self, sh: &Shell) -> Result<Built> {
         let workspace = Workspace::load(sh)?;
         let output = self
             .output
-            .clone()
             .unwrap_or_else(|| workspace.target_directory.join(OUTPUT_UNDER_TARGET));
         let git = GitInfo::load(sh)?;
         let metadata = workspace.metadata(
-            self.version.clone(),
+            self.version,
             &git.revision,
             self.source_date_epoch.unwrap_or(git.commit_time),
         );
@@ -70,9 +85,25 @@ impl Build {
             output.display(),
             started.elapsed()
         );
-        print_summary(&output, &tag, &image);
-        Ok(())
+        Ok(Built {
+            output,
+            tag,
+            image,
+            binaries,
+        })
     }
+}
+
+/// The result of `image build`: the layout on disk and the image it holds.
+#[derive(Debug)]
+pub struct Built {
+    /// The OCI image layout directory.
+    pub output: PathBuf,
+    /// The layout's tag for the image index (`org.opencontainers.image.ref.name`).
+    pub tag: String,
+    pub image: Image,
+    /// The binaries the image was assembled from, per platform.
+    pub binaries: Vec<(Platform, PathBuf)>,
 }
 
 /// Reads the built binaries and assembles the image from them.
@@ -86,19 +117,6 @@ pub fn assemble(metadata: &Metadata, binaries: &[(Platform, PathBuf)]) -> Result
         })
         .collect::<Result<Vec<_>>>()?;
     oci::assemble(metadata, &loaded)
-}
-
-fn print_summary(output: &Path, tag: &str, image: &Image) {
-    println!("layout: {} (tag {tag})", output.display());
-    println!("index:  {}", image.index.digest);
-    for p in &image.platforms {
-        println!(
-            "  {:<12} {:>9} compressed  manifest {}",
-            p.platform.name(),
-            human_size(p.compressed_size()),
-            p.manifest.digest
-        );
-    }
 }
 
 /// `2.31 MiB`: sizes as people compare them.
