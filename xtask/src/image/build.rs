@@ -304,8 +304,16 @@ pub fn compile(
     );
     // The service reports its revision in the build_info metric (`option_env!`).
     let _revision = sh.push_env("VT_GIT_REVISION", revision);
+    // RUSTFLAGS would replace the target rustflags above (static CRT, remapping): drop it here.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+        if sh.var_os(var).is_some() {
+            eprintln!("image: ignoring {var}: the image's rustflags are fixed for reproducibility");
+        }
+    }
     let cargo = cargo();
     cmd!(sh, "{cargo} {args...}")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .run()
         .with_context(|| format!("building {PACKAGE} for {}", targets.join(", ")))?;
     Ok(platforms
