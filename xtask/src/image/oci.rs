@@ -235,10 +235,17 @@ pub fn assemble(metadata: &Metadata, binaries: &[(Platform, Vec<u8>)]) -> Result
     if let Some(w) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
         bail!("platform {} given twice", w[0].0);
     }
-    let platforms = sorted
-        .into_iter()
-        .map(|(platform, binary)| platform_image(metadata, *platform, binary))
-        .collect::<Result<Vec<_>>>()?;
+    // One thread per platform: compressing the layers is the expensive part, and independent.
+    let platforms = std::thread::scope(|scope| {
+        let handles: Vec<_> = sorted
+            .into_iter()
+            .map(|(platform, binary)| scope.spawn(|| platform_image(metadata, *platform, binary)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("assembling a platform image panicked"))
+            .collect::<Result<Vec<_>>>()
+    })?;
     let index = index(metadata, &platforms)?;
     Ok(Image { platforms, index })
 }
