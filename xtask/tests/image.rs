@@ -463,7 +463,7 @@ impl Drop for Container {
     fn drop(&mut self) {
         let name = &self.0;
         let _ = Shell::new().and_then(|sh| {
-            cmd!(sh, "podman rm --force {name}")
+            cmd!(sh, "podman rm --force --time 0 {name}")
                 .quiet()
                 .ignore_stdout()
                 .run()

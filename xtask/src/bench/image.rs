@@ -108,7 +108,7 @@ impl ImageBench {
             // Ours: read the binaries, assemble, write the layout (atomically, as `image build`).
             let started = Instant::now();
             let built = build::assemble(metadata, binaries)?;
-            layout::write(&scratch.join("oci"), &built, &tag_for(&metadata.version))?;
+            layout::write(&scratch.join("oci"), &built, &tag_for(&metadata.version)?)?;
             ours.push(started.elapsed());
             image = Some(built);
 

@@ -68,6 +68,9 @@ impl Build {
         let output = self
             .output
             .unwrap_or_else(|| workspace.target_directory.join(OUTPUT_UNDER_TARGET));
+        if let Some(version) = &self.version {
+            tag_for(version)?; // Refused before a long build, not after.
+        }
         let git = GitInfo::load(sh)?;
         let metadata = workspace.metadata(
             self.version,
@@ -78,7 +81,7 @@ impl Build {
 
         let started = Instant::now();
         let image = assemble(&metadata, &binaries)?;
-        let tag = tag_for(&metadata.version);
+        let tag = tag_for(&metadata.version)?;
         layout::write(&output, &image, &tag)?;
         eprintln!(
             "image: assembled and wrote {} in {:.2?}",
@@ -128,10 +131,22 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-/// A tag valid in an OCI reference: SemVer build metadata (`+...`) is not allowed there, so it
-/// becomes `-...`, as docker/metadata-action does.
-pub fn tag_for(version: &str) -> String {
-    version.replace('+', "-")
+/// The layout tag for a version. SemVer build metadata (`+...`) is not allowed in an OCI tag, so
+/// it becomes `-...`, as docker/metadata-action does; anything else invalid is an error.
+pub fn tag_for(version: &str) -> Result<String> {
+    let tag = version.replace('+', "-");
+    // The distribution spec's tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+    let valid = tag.len() <= 128
+        && tag.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphanumeric() || c == '_' || (i > 0 && (c == '.' || c == '-'))
+        })
+        && !tag.is_empty();
+    if !valid {
+        bail!(
+            "--version `{version}` cannot be an image tag (letters, digits, `_`, `.`, `-`; at most 128)"
+        );
+    }
+    Ok(tag)
 }
 
 /// What `cargo metadata` tells us about the workspace and the service's package.
@@ -442,9 +457,13 @@ mod tests {
     }
 
     #[test]
-    fn tags_drop_build_metadata_plus() {
-        assert_eq!(tag_for("1.2.3"), "1.2.3");
-        assert_eq!(tag_for("1.2.3-rc.1+abc"), "1.2.3-rc.1-abc");
+    fn tags_drop_build_metadata_plus_and_refuse_invalid_ones() {
+        assert_eq!(tag_for("1.2.3").unwrap(), "1.2.3");
+        assert_eq!(tag_for("1.2.3-rc.1+abc").unwrap(), "1.2.3-rc.1-abc");
+        for bad in ["", "-1", "1 2", "a/b", &"x".repeat(129)] {
+            let err = tag_for(bad).unwrap_err().to_string();
+            assert!(err.contains("cannot be an image tag"), "{bad}: {err}");
+        }
     }
 
     #[test]
