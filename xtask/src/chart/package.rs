@@ -44,7 +44,12 @@ pub fn package(sh: &Shell, out_dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("{}: no `version`", chart_yaml.display()))?;
     let mtime = source_date_epoch(
         std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
-        cmd!(sh, "git log -1 --format=%ct").quiet().ignore_stderr().read().ok().as_deref(),
+        cmd!(sh, "git log -1 --format=%ct")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()
+            .as_deref(),
     )?;
     let files = chart_files(&chart)?;
     let bytes = archive(&name, &files, mtime)?;
@@ -52,7 +57,10 @@ pub fn package(sh: &Shell, out_dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let path = out_dir.join(format!("{name}-{version}.tgz"));
     tools::write_atomic(&path, &bytes)?;
-    eprintln!("packaged {} files of {CHART_DIR} (mtime {mtime})", files.len());
+    eprintln!(
+        "packaged {} files of {CHART_DIR} (mtime {mtime})",
+        files.len()
+    );
     Ok(path)
 }
 
@@ -74,7 +82,9 @@ pub fn source_date_epoch(env: Option<&str>, commit_time: Option<&str>) -> Result
 pub fn chart_files(chart: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let ignore_file = chart.join(".helmignore");
     let rules = match std::fs::read_to_string(&ignore_file) {
-        Ok(text) => HelmIgnore::parse(&text).with_context(|| format!("{}", ignore_file.display()))?,
+        Ok(text) => {
+            HelmIgnore::parse(&text).with_context(|| format!("{}", ignore_file.display()))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => HelmIgnore::parse("")?,
         Err(e) => return Err(e).with_context(|| format!("reading {}", ignore_file.display())),
     };
@@ -82,12 +92,19 @@ pub fn chart_files(chart: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut dirs = vec![String::new()];
     while let Some(dir) = dirs.pop() {
         let full = chart.join(&dir);
-        for entry in std::fs::read_dir(&full).with_context(|| format!("reading {}", full.display()))? {
+        for entry in
+            std::fs::read_dir(&full).with_context(|| format!("reading {}", full.display()))?
+        {
             let entry = entry?;
-            let name = entry.file_name().into_string().map_err(|n| {
-                anyhow::anyhow!("{}: file name {n:?} is not UTF-8", full.display())
-            })?;
-            let rel = if dir.is_empty() { name } else { format!("{dir}/{name}") };
+            let name = entry
+                .file_name()
+                .into_string()
+                .map_err(|n| anyhow::anyhow!("{}: file name {n:?} is not UTF-8", full.display()))?;
+            let rel = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
             let kind = entry.file_type()?;
             if rules.ignored(&rel, kind.is_dir()) {
                 continue;
@@ -99,7 +116,10 @@ pub fn chart_files(chart: &Path) -> Result<Vec<(String, Vec<u8>)>> {
                     .with_context(|| format!("reading {}", entry.path().display()))?;
                 files.push((rel, bytes));
             } else {
-                bail!("{}: only files and directories can be packaged", entry.path().display());
+                bail!(
+                    "{}: only files and directories can be packaged",
+                    entry.path().display()
+                );
             }
         }
     }
@@ -125,7 +145,9 @@ pub fn archive(name: &str, files: &[(String, Vec<u8>)], mtime: u64) -> Result<Ve
             .with_context(|| format!("adding {path} to the archive"))?;
     }
     let tar = tar.into_inner()?;
-    let mut gz = GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::best());
     gz.write_all(&tar)?;
     Ok(gz.finish()?)
 }
@@ -149,12 +171,20 @@ struct Pattern {
 impl HelmIgnore {
     pub fn parse(text: &str) -> Result<HelmIgnore> {
         let mut patterns = Vec::new();
-        for (i, line) in text.lines().chain(std::iter::once("templates/.?*")).enumerate() {
+        for (i, line) in text
+            .lines()
+            .chain(std::iter::once("templates/.?*"))
+            .enumerate()
+        {
             let mut rule = line.trim();
             if rule.is_empty() || rule.starts_with('#') {
                 continue;
             }
-            ensure!(!rule.contains("**"), "line {}: `**` is not supported by Helm", i + 1);
+            ensure!(
+                !rule.contains("**"),
+                "line {}: `**` is not supported by Helm",
+                i + 1
+            );
             let negate = rule.starts_with('!');
             rule = rule.trim_start_matches('!');
             let dir_only = rule.ends_with('/');
@@ -254,11 +284,17 @@ mod tests {
     fn helmignore_rules_follow_helm() {
         let rules = HelmIgnore::parse("# c\n.git/\n*.bak\n/ci/*.yaml\n").unwrap();
         assert!(rules.ignored(".git", true));
-        assert!(!rules.ignored(".git", false), "trailing / matches directories only");
+        assert!(
+            !rules.ignored(".git", false),
+            "trailing / matches directories only"
+        );
         assert!(rules.ignored("templates/x.bak", false));
         assert!(rules.ignored("ci/a.yaml", false));
         assert!(!rules.ignored("templates/ci/a.yaml", false));
-        assert!(rules.ignored("templates/.editor", false), "Helm's default rule");
+        assert!(
+            rules.ignored("templates/.editor", false),
+            "Helm's default rule"
+        );
         assert!(!rules.ignored("templates/deployment.yaml", false));
         assert!(HelmIgnore::parse("**/x\n").is_err());
     }
@@ -292,7 +328,12 @@ mod tests {
                 let e = e.unwrap();
                 let h = e.header();
                 let path = e.path().unwrap().display().to_string();
-                (path, h.mode().unwrap(), h.uid().unwrap(), h.mtime().unwrap())
+                (
+                    path,
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                    h.mtime().unwrap(),
+                )
             })
             .collect();
         assert_eq!(
