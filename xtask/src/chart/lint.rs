@@ -297,7 +297,7 @@ pub fn kube_version_bounds(constraint: &str) -> Result<(String, String)> {
 
 /// Every rendered object under `kubernetes-validate --strict` for each version; CRD kinds must be
 /// exactly those in CRD_KINDS (no schema in Kubernetes) and are checked by [`validate_crds`].
-fn validate_kubernetes(
+pub fn validate_kubernetes(
     sh: &Shell,
     engine: &Engine,
     rendered: &[Rendered],
@@ -369,7 +369,7 @@ fn crd_api_version(kind: &str) -> Option<&'static str> {
 
 /// checkov over every rendered case with charts/tests/checkov.yaml: zero failed checks, and every
 /// skip (chart-wide or per object) carries its reason.
-fn checkov(sh: &Shell, engine: &Engine, rendered: &[Rendered]) -> Result<()> {
+pub fn checkov(sh: &Shell, engine: &Engine, rendered: &[Rendered]) -> Result<()> {
     let config = sh.current_dir().join(TESTS_DIR).join("checkov.yaml");
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("reading {}", config.display()))?;
@@ -487,7 +487,7 @@ fn prometheus_rules(rendered: &[Rendered]) -> Result<Value> {
 
 /// `promtool check rules` on the rendered rules and `promtool test rules` with the unit tests in
 /// charts/tests/rules/ (their `rule_files` name `rules.yaml`, written next to them here).
-fn alert_rules(sh: &Shell, rendered: &[Rendered], work: &Path) -> Result<()> {
+pub fn alert_rules(sh: &Shell, rendered: &[Rendered], work: &Path) -> Result<()> {
     let promtool = tools::require("promtool", "prometheus")?;
     let dir = work.join("rules");
     std::fs::create_dir_all(&dir)?;
@@ -524,7 +524,7 @@ fn alert_rules(sh: &Shell, rendered: &[Rendered], work: &Path) -> Result<()> {
 
 /// Every dashboard query, with Grafana's variables replaced, as a recording rule that
 /// `promtool check rules` parses.
-fn dashboard_queries(sh: &Shell, work: &Path) -> Result<()> {
+pub fn dashboard_queries(sh: &Shell, work: &Path) -> Result<()> {
     let promtool = tools::require("promtool", "prometheus")?;
     let exprs = dashboard_exprs(sh)?;
     let rules: Vec<Value> = exprs
@@ -586,7 +586,7 @@ pub fn grafana_to_promql(expr: &str) -> String {
 
 /// Metric names the rules and dashboard use must be series the service, Prometheus,
 /// kube-state-metrics or cAdvisor export.
-fn metric_names(sh: &Shell, rendered: &[Rendered]) -> Result<()> {
+pub fn metric_names(sh: &Shell, rendered: &[Rendered]) -> Result<()> {
     let known = known_series();
     let mut used = BTreeSet::new();
     let rules = prometheus_rules(rendered)?;
@@ -740,7 +740,7 @@ pub fn metric_names_in(expr: &str) -> BTreeSet<String> {
 }
 
 /// The README's Parameters table must be what the generator makes from values.yaml now.
-fn readme(sh: &Shell, work: &Path, fix: bool) -> Result<()> {
+pub fn readme(sh: &Shell, work: &Path, fix: bool) -> Result<()> {
     let generator = readme_generator(sh)?;
     let chart = sh.current_dir().join(CHART_DIR);
     let (values, readme) = (chart.join("values.yaml"), chart.join("README.md"));
