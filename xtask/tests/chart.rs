@@ -297,7 +297,7 @@ fn helm_lint_and_kubernetes_schemas_pass_for_oldest_and_newest_kubernetes() {
 }
 
 #[test]
-fn kubernetes_validate_rejects_an_invalid_object() {
+fn schema_checks_reject_invalid_objects() {
     let dir = scratch("invalid");
     let path = dir.join("bad.yaml");
     std::fs::write(
@@ -314,6 +314,21 @@ fn kubernetes_validate_rejects_an_invalid_object() {
         format!("{err:#}").contains("kubernetes-validate"),
         "{err:#}"
     );
+
+    // A custom resource that breaks its CRD's schema (an operator the matcher does not know).
+    let path = dir.join("bad-crd.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: monitoring.coreos.com/v1alpha1\nkind: AlertmanagerConfig\nmetadata:\n  name: x\n\
+         spec:\n  route:\n    receiver: a\n    matchers:\n      - {name: severity, matchType: \"==\", value: critical}\n",
+    )
+    .unwrap();
+    let bad = [Rendered {
+        label: "bad-crd".into(),
+        path,
+    }];
+    let err = lint::validate_kubernetes(&shell(), engine(), &bad, &["1.30.0"]).unwrap_err();
+    assert!(format!("{err:#}").contains("CRD schemas"), "{err:#}");
 }
 
 #[test]

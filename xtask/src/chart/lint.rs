@@ -15,7 +15,10 @@ use crate::tools;
 /// Fixtures the checks use: values files, refused values, checkov settings, alert rule tests.
 pub const TESTS_DIR: &str = "charts/tests";
 const ENGINE: &str = "xtask/src/chart/helm_engine.py";
-const README_GENERATOR: &str = "xtask/readme-generator";
+/// Node tools (README generator, CRD validators), pinned by package-lock.json.
+const NODE_TOOLS: &str = "xtask/node";
+const NODE_DIR: &str = "target/node";
+const CRD_VALIDATE: &str = include_str!("crd_validate.mjs");
 /// Release and namespace of every render: a namespace of its own, as the README installs it
 /// (checkov rightly flags `default`).
 pub const RELEASE: &str = "visit-tracker";
@@ -337,8 +340,11 @@ fn is_known_crd_warning(line: &str) -> bool {
             .any(|k| line.contains(&format!("kind {k} with")))
 }
 
-/// Custom resources: the kinds and API versions are the ones the chart claims to support.
-fn validate_crds(_sh: &Shell, rendered: &[Rendered]) -> Result<()> {
+/// Custom resources against their CRDs' schemas (types, enums, required fields, patterns), as
+/// compiled into the pinned @kubernetes-models packages. CRD schemas allow unknown fields (the
+/// API server prunes them), so a misspelt optional field is not caught here.
+fn validate_crds(sh: &Shell, rendered: &[Rendered]) -> Result<()> {
+    let mut items = Vec::new();
     for r in rendered {
         for doc in load_documents(&r.path)? {
             let kind = doc["kind"].as_str().unwrap_or_default();
@@ -352,8 +358,25 @@ fn validate_crds(_sh: &Shell, rendered: &[Rendered]) -> Result<()> {
                 "{}: {kind} has apiVersion {api}, expected {expected:?}",
                 r.path.display()
             );
+            let source = format!("{}.yaml", r.label);
+            items.push(serde_json::json!({ "source": source, "object": doc }));
         }
     }
+    if items.is_empty() {
+        return Ok(());
+    }
+    let dir = node_tools(sh)?;
+    let script = dir.join("crd-validate.mjs");
+    tools::write_atomic(&script, CRD_VALIDATE.as_bytes())?;
+    let input = dir.join(format!("crds-{}.json", std::process::id()));
+    tools::write_atomic(&input, &serde_json::to_vec(&items)?)?;
+    let result = cmd!(sh, "node {script} {input}")
+        .quiet()
+        .ignore_stdout()
+        .run();
+    std::fs::remove_file(&input).ok();
+    result.context("custom resources do not match their CRD schemas")?;
+    eprintln!("{} custom resources match their CRD schemas", items.len());
     Ok(())
 }
 
@@ -741,7 +764,7 @@ pub fn metric_names_in(expr: &str) -> BTreeSet<String> {
 
 /// The README's Parameters table must be what the generator makes from values.yaml now.
 pub fn readme(sh: &Shell, work: &Path, fix: bool) -> Result<()> {
-    let generator = readme_generator(sh)?;
+    let generator = node_tools(sh)?.join("node_modules/.bin/readme-generator");
     let chart = sh.current_dir().join(CHART_DIR);
     let (values, readme) = (chart.join("values.yaml"), chart.join("README.md"));
     let current =
@@ -769,32 +792,32 @@ pub fn readme(sh: &Shell, work: &Path, fix: bool) -> Result<()> {
     )
 }
 
-/// `@bitnami/readme-generator-for-helm`, pinned by xtask/readme-generator/package-lock.json and
-/// installed with `npm ci` into target/readme-generator (a stamp skips it when nothing changed).
-fn readme_generator(sh: &Shell) -> Result<PathBuf> {
+/// The node tools of xtask/node (README generator, CRD validators), installed with `npm ci` from
+/// its package-lock.json into target/node; a stamp skips this when nothing changed.
+fn node_tools(sh: &Shell) -> Result<PathBuf> {
+    tools::require("node", "nodejs")?;
     tools::require("npm", "npm")?;
+    // Tests call this from several threads; one npm ci at a time.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let root = sh.current_dir();
-    let (src, dest) = (
-        root.join(README_GENERATOR),
-        root.join("target/readme-generator"),
-    );
+    let (src, dest) = (root.join(NODE_TOOLS), root.join(NODE_DIR));
     let lock = std::fs::read(src.join("package-lock.json"))
-        .with_context(|| format!("reading {README_GENERATOR}/package-lock.json"))?;
+        .with_context(|| format!("reading {NODE_TOOLS}/package-lock.json"))?;
     let wanted = tools::hex_digest(&lock);
     let stamp = dest.join(".lock.sha256");
-    let bin = dest.join("node_modules/.bin/readme-generator");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) || !bin.exists() {
-        eprintln!("xtask: installing {README_GENERATOR} into target/readme-generator (npm ci)");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        eprintln!("xtask: installing {NODE_TOOLS} into {NODE_DIR} (npm ci)");
         std::fs::create_dir_all(&dest)?;
         std::fs::copy(src.join("package.json"), dest.join("package.json"))?;
         std::fs::write(dest.join("package-lock.json"), &lock)?;
         let _dir = sh.push_dir(&dest);
         cmd!(sh, "npm ci --no-audit --no-fund --loglevel=error")
             .run()
-            .context("npm ci of the README generator")?;
+            .context("npm ci of xtask/node")?;
         std::fs::write(&stamp, wanted)?;
     }
-    Ok(bin)
+    Ok(dest)
 }
 
 #[cfg(test)]
