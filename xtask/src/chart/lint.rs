@@ -578,7 +578,7 @@ fn dashboard_exprs(sh: &Shell) -> Result<Vec<(String, String)>> {
     Ok(panel_exprs(&json))
 }
 
-/// Panel target expressions, nested rows included, labelled by panel title.
+/// Panel target expressions (nested rows included) and variable queries, labelled by where.
 pub fn panel_exprs(dashboard: &Value) -> Vec<(String, String)> {
     fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
         for panel in panels.as_array().into_iter().flatten() {
@@ -593,6 +593,23 @@ pub fn panel_exprs(dashboard: &Value) -> Vec<(String, String)> {
     }
     let mut out = Vec::new();
     walk(&dashboard["panels"], &mut out);
+    // Variables filled by `label_values(<series selector>, <label>)` query the selector.
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let query = var["query"].as_str().unwrap_or_default();
+        if let Some(args) = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+        {
+            if let Some((selector, _label)) = args.rsplit_once(',') {
+                let name = var["name"].as_str().unwrap_or("?");
+                out.push((format!("variable ${name}"), selector.trim().to_owned()));
+            }
+        }
+    }
     out
 }
 
@@ -870,9 +887,15 @@ mod tests {
         let dash = serde_json::json!({"panels": [
             {"title": "a", "targets": [{"expr": "up"}]},
             {"title": "row", "panels": [{"title": "b", "targets": [{"expr": "build_info"}]}]}
-        ]});
+        ], "templating": {"list": [
+            {"name": "job", "query": "label_values(build_info{namespace=\"$namespace\"}, job)"},
+            {"name": "datasource", "query": "prometheus"}
+        ]}});
         let exprs: Vec<String> = panel_exprs(&dash).into_iter().map(|(_, e)| e).collect();
-        assert_eq!(exprs, ["up", "build_info"]);
+        assert_eq!(
+            exprs,
+            ["up", "build_info", "build_info{namespace=\"$namespace\"}"]
+        );
     }
 
     #[test]
