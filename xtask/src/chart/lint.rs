@@ -676,6 +676,30 @@ pub fn known_series() -> BTreeSet<String> {
     known
 }
 
+/// Sample names in a Prometheus text exposition (`name{labels} value` or `name value`).
+pub fn exposed_series(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Series of SERVICE_METRICS (histograms as `_bucket`, `_sum`, `_count`) missing from a scrape.
+pub fn missing_service_series(exposed: &BTreeSet<String>) -> Vec<String> {
+    let mut wanted = Vec::new();
+    for m in SERVICE_METRICS {
+        if SERVICE_HISTOGRAMS.contains(m) {
+            wanted.extend(["_bucket", "_sum", "_count"].map(|s| format!("{m}{s}")));
+        } else {
+            wanted.push(m.to_string());
+        }
+    }
+    wanted.retain(|m| !exposed.contains(m));
+    wanted
+}
+
 /// Metric names in a PromQL expression: identifiers that are not functions, keywords, label
 /// names (inside `{}` or after by/without/on/ignoring/group_*), durations or strings.
 pub fn metric_names_in(expr: &str) -> BTreeSet<String> {
@@ -865,6 +889,20 @@ mod tests {
                 "kube_pod_status_ready",
                 "up"
             ]
+        );
+    }
+
+    #[test]
+    fn exposed_series_are_read_from_the_text_format() {
+        let text = "# HELP x_total X.\n# TYPE x_total counter\nx_total 1\nh_bucket{le=\"0.1\"} 2\nh_sum 0.3\n\n";
+        let names: Vec<String> = exposed_series(text).into_iter().collect();
+        assert_eq!(names, ["h_bucket", "h_sum", "x_total"]);
+        let mut all: BTreeSet<String> = known_series();
+        all.remove("process_open_fds");
+        assert_eq!(missing_service_series(&all), ["process_open_fds"]);
+        assert!(
+            missing_service_series(&exposed_series(text))
+                .contains(&"http_request_duration_seconds_count".to_owned())
         );
     }
 
