@@ -373,7 +373,7 @@ impl Repo {
         data: &bytes::Bytes,
         progress: &Arc<Progress>,
     ) -> Result<()> {
-        const CHUNK: usize = 256 * 1024;
+        const CHUNK: usize = 1 << 20;
         let reference = self.reference(digest);
         let step = format!("uploading blob {}", short(digest));
         let size = data.len() as u64;
