@@ -46,3 +46,5 @@ pub fn workspace_root() -> PathBuf {
         .expect("testkit lives one level below the workspace root")
         .to_path_buf()
 }
+pub mod redis;
+pub mod registry;

@@ -1,0 +1,524 @@
+//! The visit counters in Redis: one Lua script updates total, today's count and the last visit
+//! together, on keys sharing one hash tag so it also runs in Cluster mode.
+
+use std::sync::RwLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, RedisResult, Script, ServerErrorKind, TlsCertificates, Value,
+};
+
+use crate::config::{Config, RedisMode, parse_host_port};
+
+/// Per-day keys outlive the longest window `/api/visits/daily` serves, then Redis drops them.
+const DAY_KEY_TTL_SECONDS: u64 = 400 * 24 * 3600;
+
+/// Counts one visit atomically: the script runs as one unit, so readers never see the total
+/// without the day's count or the last visit.
+const COUNT_SCRIPT: &str = r"
+local total = redis.call('INCR', KEYS[1])
+local today = redis.call('INCR', KEYS[2])
+if today == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+redis.call('SET', KEYS[3], ARGV[1])
+return {total, today}
+";
+
+/// The key names, all inside one `{hash tag}` so Cluster keeps them in one slot.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    total: String,
+    last: String,
+    day_prefix: String,
+}
+
+impl Keys {
+    /// `visit-tracker:` gives `{visit-tracker}:total`, `{visit-tracker}:last`,
+    /// `{visit-tracker}:day:2026-01-31`.
+    pub fn new(prefix: &str) -> Result<Self, String> {
+        let tag = prefix.trim_end_matches(':');
+        if tag.is_empty() {
+            return Err("the key prefix must not be empty".into());
+        }
+        if tag.contains(['{', '}']) || tag.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "{prefix:?} must not contain braces or spaces (it becomes the hash tag)"
+            ));
+        }
+        Ok(Self {
+            total: format!("{{{tag}}}:total"),
+            last: format!("{{{tag}}}:last"),
+            day_prefix: format!("{{{tag}}}:day:"),
+        })
+    }
+
+    pub fn total(&self) -> &str {
+        &self.total
+    }
+
+    pub fn last(&self) -> &str {
+        &self.last
+    }
+
+    pub fn day(&self, date: NaiveDate) -> String {
+        format!("{}{}", self.day_prefix, date.format("%Y-%m-%d"))
+    }
+}
+
+/// The counters as the API shows them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Visits {
+    pub total: u64,
+    pub today: u64,
+    /// RFC 3339, UTC; `None` before the first visit.
+    pub last_visit: Option<String>,
+}
+
+/// One day's count for `/api/visits/daily`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DayCount {
+    pub date: String,
+    pub count: u64,
+}
+
+/// Why a Redis call failed. The text is for logs; clients only see "redis unavailable".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis call failed: {0}")]
+    Redis(#[from] RedisError),
+}
+
+/// The Redis connection for whichever mode is configured, plus the key names and the deadline.
+pub struct Store {
+    backend: Backend,
+    keys: Keys,
+    timeout: Duration,
+    script: Script,
+    target: String,
+    /// Serialises (re)connection attempts so a burst of requests makes one, not hundreds.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+enum Backend {
+    /// Standalone, or the master a Sentinel names: one ConnectionManager that reconnects by
+    /// itself. With Sentinel the connection is dropped on failover signs and the master looked
+    /// up again.
+    Single {
+        source: Source,
+        config: ConnectionManagerConfig,
+        conn: RwLock<Option<ConnectionManager>>,
+    },
+    Cluster {
+        client: ClusterClient,
+        conn: RwLock<Option<ClusterConnection>>,
+    },
+}
+
+enum Source {
+    Fixed(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// A cheap clone of the live connection, whatever the mode.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Store {
+    /// Builds the clients; nothing connects yet (see [`Store::connect`]).
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let keys = Keys::new(&config.redis_key_prefix).map_err(anyhow::Error::msg)?;
+        let certs = match &config.redis_ca_cert {
+            Some(path) => Some(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("reading REDIS_CA_CERT {}: {e}", path.display())
+                })?),
+            }),
+            None => None,
+        };
+        let timeout = config.redis_timeout;
+        let backend = match config.redis_mode {
+            RedisMode::Standalone => {
+                let info = connection_info(config, &config.redis_host, config.redis_port);
+                let client = match certs {
+                    Some(certs) => Client::build_with_tls(info, certs)?,
+                    None => Client::open(info)?,
+                };
+                single(Source::Fixed(client), timeout)
+            }
+            RedisMode::Sentinel => {
+                let sentinels = config
+                    .redis_sentinels
+                    .iter()
+                    .map(|a| address(config, a))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let mut builder = SentinelClientBuilder::new(
+                    sentinels,
+                    &config.redis_sentinel_master,
+                    SentinelServerType::Master,
+                )?;
+                if config.redis_tls {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+                }
+                if let Some(certs) = certs {
+                    builder = builder
+                        .set_client_to_redis_certificates(certs.clone())
+                        .set_client_to_sentinel_certificates(certs);
+                }
+                if !config.redis_username.is_empty() {
+                    builder = builder.set_client_to_redis_username(&config.redis_username);
+                }
+                if !config.redis_password.is_empty() {
+                    builder = builder.set_client_to_redis_password(&config.redis_password);
+                }
+                let client = builder.build()?;
+                single(Source::Sentinel(tokio::sync::Mutex::new(client)), timeout)
+            }
+            RedisMode::Cluster => {
+                let nodes = config
+                    .redis_cluster_nodes
+                    .iter()
+                    .map(|a| {
+                        let (host, port) = parse_host_port(a).map_err(anyhow::Error::msg)?;
+                        Ok(connection_info(config, &host, port))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let mut builder = ClusterClient::builder(nodes)
+                    // No resend of a command after a connection error: an INCR whose outcome is
+                    // unknown must surface as an error, not count twice.
+                    .retries(0)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout);
+                if !config.redis_username.is_empty() {
+                    builder = builder.username(&config.redis_username);
+                }
+                if !config.redis_password.is_empty() {
+                    builder = builder.password(&config.redis_password);
+                }
+                if config.redis_tls {
+                    builder = builder.tls(redis::TlsMode::Secure);
+                }
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                Backend::Cluster {
+                    client: builder.build()?,
+                    conn: RwLock::new(None),
+                }
+            }
+        };
+        Ok(Self {
+            backend,
+            keys,
+            timeout,
+            script: Script::new(COUNT_SCRIPT),
+            target: config.redis_target(),
+            connecting: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Where Redis is, for messages (never credentials).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Connects and PINGs once: the startup check that turns bad credentials into a clear error.
+    pub async fn connect(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+
+    /// PING within the deadline: what `/readyz` asks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await
+    }
+
+    /// Counts one visit at `now` and returns the counters after it. Never retried: if the
+    /// outcome is unknown (timeout, dropped connection) the caller gets the error.
+    pub async fn count(&self, now: DateTime<Utc>) -> Result<Visits, StoreError> {
+        let day = self.keys.day(now.date_naive());
+        let (total, today): (u64, u64) = self
+            .call(|mut c| {
+                let mut invocation = self.script.key(self.keys.total());
+                invocation
+                    .key(&day)
+                    .key(self.keys.last())
+                    .arg(now.timestamp_millis())
+                    .arg(DAY_KEY_TTL_SECONDS);
+                async move { invocation.invoke_async(&mut c).await }
+            })
+            .await?;
+        Ok(Visits {
+            total,
+            today,
+            last_visit: Some(rfc3339(now.timestamp_millis())),
+        })
+    }
+
+    /// Reads the counters without counting.
+    pub async fn read(&self, now: DateTime<Utc>) -> Result<Visits, StoreError> {
+        let day = self.keys.day(now.date_naive());
+        let (total, today, last): (Option<u64>, Option<u64>, Option<i64>) = self
+            .call(|mut c| {
+                let mut cmd = redis::cmd("MGET");
+                cmd.arg(self.keys.total()).arg(&day).arg(self.keys.last());
+                async move { cmd.query_async(&mut c).await }
+            })
+            .await?;
+        Ok(Visits {
+            total: total.unwrap_or(0),
+            today: today.unwrap_or(0),
+            last_visit: last.map(rfc3339),
+        })
+    }
+
+    /// The counts of the last `days` days, oldest first, today last.
+    pub async fn daily(&self, now: DateTime<Utc>, days: u16) -> Result<Vec<DayCount>, StoreError> {
+        let today = now.date_naive();
+        let dates: Vec<NaiveDate> = (0..u64::from(days))
+            .rev()
+            .filter_map(|back| today.checked_sub_days(Days::new(back)))
+            .collect();
+        let counts: Vec<Option<u64>> = self
+            .call(|mut c| {
+                let mut cmd = redis::cmd("MGET");
+                for date in &dates {
+                    cmd.arg(self.keys.day(*date));
+                }
+                async move { cmd.query_async(&mut c).await }
+            })
+            .await?;
+        Ok(dates
+            .iter()
+            .zip(counts)
+            .map(|(date, count)| DayCount {
+                date: date.format("%Y-%m-%d").to_string(),
+                count: count.unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Runs one Redis call on the live connection within the deadline (connecting first if
+    /// needed) and forgets a Sentinel master that stopped being one.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let work = async {
+            let conn = self.conn().await?;
+            f(conn).await.map_err(StoreError::from)
+        };
+        let result = match tokio::time::timeout(self.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        };
+        if let Err(StoreError::Redis(err)) = &result {
+            self.forget_on(err);
+        }
+        result
+    }
+
+    async fn conn(&self) -> RedisResult<Conn> {
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
+        let _guard = self.connecting.lock().await;
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
+        match &self.backend {
+            Backend::Single {
+                source,
+                config,
+                conn,
+            } => {
+                let client = match source {
+                    Source::Fixed(client) => client.clone(),
+                    Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await?,
+                };
+                let manager = ConnectionManager::new_with_config(client, config.clone()).await?;
+                *conn.write().unwrap_or_else(|e| e.into_inner()) = Some(manager.clone());
+                Ok(Conn::Single(manager))
+            }
+            Backend::Cluster { client, conn } => {
+                let cluster = client.get_async_connection().await?;
+                *conn.write().unwrap_or_else(|e| e.into_inner()) = Some(cluster.clone());
+                Ok(Conn::Cluster(cluster))
+            }
+        }
+    }
+
+    fn cached(&self) -> Option<Conn> {
+        match &self.backend {
+            Backend::Single { conn, .. } => conn
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .map(Conn::Single),
+            Backend::Cluster { conn, .. } => conn
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .map(Conn::Cluster),
+        }
+    }
+
+    /// With Sentinel, a READONLY answer or a lost connection means the master may have moved:
+    /// drop the connection so the next call asks the Sentinels again. Standalone and Cluster
+    /// connections reconnect by themselves.
+    fn forget_on(&self, err: &RedisError) {
+        if let Backend::Single {
+            source: Source::Sentinel(_),
+            conn,
+            ..
+        } = &self.backend
+        {
+            let moved = err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                || err.is_connection_dropped()
+                || err.is_io_error();
+            if moved {
+                *conn.write().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+    }
+}
+
+/// Whether an error means Redis refused our credentials (a configuration mistake, not an outage).
+pub fn is_auth_error(err: &StoreError) -> bool {
+    match err {
+        StoreError::Redis(e) => {
+            e.kind() == ErrorKind::AuthenticationFailed
+                || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"))
+        }
+        StoreError::Timeout(_) => false,
+    }
+}
+
+fn single(source: Source, timeout: Duration) -> Backend {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        // Reconnection attempts only; the manager never resends a command.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+        // Room for a burst of concurrent requests on the one multiplexed connection.
+        .set_pipeline_buffer_size(1024);
+    Backend::Single {
+        source,
+        config,
+        conn: RwLock::new(None),
+    }
+}
+
+fn address(config: &Config, host_port: &str) -> anyhow::Result<ConnectionAddr> {
+    let (host, port) = parse_host_port(host_port).map_err(anyhow::Error::msg)?;
+    Ok(if config.redis_tls {
+        ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host, port)
+    })
+}
+
+fn connection_info(config: &Config, host: &str, port: u16) -> ConnectionInfo {
+    let addr = if config.redis_tls {
+        ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_owned(), port)
+    };
+    let mut redis = redis::RedisConnectionInfo::default();
+    if !config.redis_username.is_empty() {
+        redis = redis.set_username(&config.redis_username);
+    }
+    if !config.redis_password.is_empty() {
+        redis = redis.set_password(&config.redis_password);
+    }
+    addr.into_connection_info()
+        .expect("a ConnectionAddr is always valid connection info")
+        .set_redis_settings(redis)
+}
+
+fn rfc3339(millis: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = Keys::new("visit-tracker:").unwrap();
+        assert_eq!(keys.total(), "{visit-tracker}:total");
+        assert_eq!(keys.last(), "{visit-tracker}:last");
+        let date = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        assert_eq!(keys.day(date), "{visit-tracker}:day:2026-01-31");
+        assert_eq!(Keys::new("shop").unwrap().total(), "{shop}:total");
+    }
+
+    #[test]
+    fn prefixes_that_break_the_hash_tag_are_refused() {
+        assert!(Keys::new("").is_err());
+        assert!(Keys::new(":").is_err());
+        assert!(Keys::new("{a}").is_err());
+        assert!(Keys::new("a b").is_err());
+    }
+
+    #[test]
+    fn last_visit_is_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}
