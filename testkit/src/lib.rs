@@ -47,3 +47,4 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 pub mod redis;
+pub mod registry;

@@ -1,14 +1,171 @@
 //! Push time against skopeo copy in the same run, and the cost of a re-push.
 
-use clap::Args;
-use xshell::Shell;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-/// Push time against skopeo copy in the same run, and the cost of a re-push.
+use anyhow::{Context, Result, ensure};
+use clap::Args;
+use testkit::registry::{Registry, SlowProxy};
+use xshell::{Shell, cmd};
+
+use crate::registry::human;
+
+/// Push time against `skopeo copy --all` in the same run (each to a fresh repository of a local
+/// docker-registry), and the time and bytes of a re-push of an unchanged image.
 #[derive(Debug, Args)]
-pub struct PushBench {}
+pub struct PushBench {
+    /// The two-platform layout to push (default: the one `cargo xtask image build` writes; when
+    /// it is missing, a synthetic image with two 8 MB layers).
+    #[arg(long, value_name = "DIR")]
+    pub layout: Option<PathBuf>,
+    /// Rounds per tool; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+}
 
 impl PushBench {
-    pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask bench push` is not built yet")
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        ensure!(self.runs > 0, "--runs must be at least 1");
+        crate::tools::require("skopeo", "skopeo")?;
+        crate::tools::require("docker-registry", "docker-registry")?;
+        let scratch = tempfile_dir()?;
+        let layout = match self.layout {
+            Some(l) => sh.current_dir().join(l),
+            None if sh
+                .current_dir()
+                .join("target/oci/visit-tracker/index.json")
+                .exists() =>
+            {
+                sh.current_dir().join("target/oci/visit-tracker")
+            }
+            None => {
+                let dir = scratch.join("layout");
+                testkit::registry::write_test_layout(&dir, 8 << 20, 1)?;
+                eprintln!(
+                    "no target/oci/visit-tracker: using a synthetic image with 2 x 8 MB layers"
+                );
+                dir
+            }
+        };
+        let image = crate::image::push::read_layout(&layout)?;
+        let total: u64 = image.blobs.iter().map(|b| b.size).sum();
+        eprintln!(
+            "bench push: {} ({} blobs, {}), {} rounds each",
+            layout.display(),
+            image.blobs.len(),
+            human(total),
+            self.runs
+        );
+        let task = std::env::current_exe().context("locating the xtask binary")?;
+        let oci = format!("oci:{}", layout.display());
+        // Each push gets a fresh registry: skopeo remembers where it saw a blob and would mount
+        // it from the other tool's repository instead of uploading it.
+        let ours_run = || -> Result<Duration> {
+            let registry = Registry::start()?;
+            let repo = format!("{}/bench/visit-tracker", registry.addr());
+            time(|| {
+                cmd!(
+                    sh,
+                    "{task} image push --image {repo} --layout {layout} --tag bench"
+                )
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+            })
+        };
+        let theirs_run = || -> Result<Duration> {
+            let registry = Registry::start()?;
+            let dest = format!("docker://{}/bench/visit-tracker:bench", registry.addr());
+            time(|| {
+                cmd!(
+                    sh,
+                    "skopeo copy --all --quiet --dest-tls-verify=false {oci} {dest}"
+                )
+                .quiet()
+                .ignore_stdout()
+                .run()
+            })
+        };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for round in 0..self.runs {
+            // Alternate who goes first, so warm caches favour neither.
+            if round % 2 == 0 {
+                ours.push(ours_run()?);
+                theirs.push(theirs_run()?);
+            } else {
+                theirs.push(theirs_run()?);
+                ours.push(ours_run()?);
+            }
+        }
+        let registry = Registry::start()?;
+        let repo = format!("{}/bench/visit-tracker", registry.addr());
+        cmd!(
+            sh,
+            "{task} image push --image {repo} --layout {layout} --tag bench"
+        )
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()?;
+        // The re-push goes through a counting proxy, so the bytes are what went on the wire.
+        let proxy = SlowProxy::start(registry.socket_addr(), u64::MAX)?;
+        let uploads_before = registry.blob_uploads();
+        let repo = format!("{}/bench/visit-tracker", proxy.addr());
+        let repush = time(|| {
+            cmd!(
+                sh,
+                "{task} image push --image {repo} --layout {layout} --tag bench"
+            )
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+        })?;
+        let blob_uploads = registry.blob_uploads() - uploads_before;
+
+        let (m_ours, m_theirs) = (median(&mut ours), median(&mut theirs));
+        println!(
+            "push of {} ({} blobs), median of {} rounds:",
+            human(total),
+            image.blobs.len(),
+            self.runs
+        );
+        println!("  cargo xtask image push   {:>8.1} ms", ms(m_ours));
+        println!("  skopeo copy --all        {:>8.1} ms", ms(m_theirs));
+        println!(
+            "  ratio (task / skopeo)    {:>8.2}   target: <= 1.00",
+            m_ours.as_secs_f64() / m_theirs.as_secs_f64()
+        );
+        println!(
+            "re-push of the unchanged image: {:.1} ms, {} sent in all requests, {} blob uploads \
+             (target: 0)",
+            ms(repush),
+            human(proxy.bytes_sent()),
+            blob_uploads
+        );
+        let _ = std::fs::remove_dir_all(&scratch);
+        Ok(())
     }
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("xtask-bench-push-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn time(f: impl FnOnce() -> xshell::Result<()>) -> Result<Duration> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }

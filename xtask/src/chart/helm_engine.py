@@ -100,12 +100,31 @@ def cmd_helm_package(chart_dir, dest):
     print(helm.package(chart_dir, destination=dest))
 
 
+def cmd_pull(ref, version, dest, plain_http="plain-http"):
+    """`helm pull REF --version VERSION -d DEST` (plain HTTP for a loopback registry unless the
+    last argument says `https`), then load and render the pulled archive like `helm install`."""
+    try:
+        result = helm.pull(ref, version=version, destination=dest,
+                           plain_http=plain_http == "plain-http")
+    except helm.HelmError as e:
+        sys.exit(f"helm pull {ref} --version {version} failed: {e}")
+    archives = [f for f in os.listdir(dest) if f.endswith(".tgz")]
+    if len(archives) != 1:
+        sys.exit(f"helm pull {ref}: expected one .tgz in {dest}, found {archives} ({result})")
+    with open(os.path.join(dest, archives[0]), "rb") as f:
+        chart = helm.Chart.load_archive(f.read())
+    manifest = render_one(chart, None, chart.name, "default")
+    print(json.dumps({"file": archives[0], "name": chart.name, "version": chart.version,
+                      "templates": manifest.count("# Source: ")}))
+
+
 COMMANDS = {
     "render": cmd_render,
     "lint": cmd_lint,
     "refuse": cmd_refuse,
     "load": cmd_load,
     "helm-package": cmd_helm_package,
+    "pull": cmd_pull,
 }
 
 if __name__ == "__main__":

@@ -6,7 +6,22 @@ pub mod package;
 pub mod push;
 
 use clap::Subcommand;
+use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use xshell::Shell;
+
+/// The chart every chart task works on, relative to the repository root.
+pub const CHART_DIR: &str = "charts/visit-tracker";
+
+/// A top-level scalar of a YAML file (e.g. Chart.yaml's `version`) as text.
+pub fn chart_field(text: &str, key: &str) -> Option<String> {
+    let docs = Yaml::load_from_str(text).ok()?;
+    match docs.first()?.as_mapping_get(key)? {
+        Yaml::Value(Scalar::String(s)) => Some(s.to_string()),
+        Yaml::Value(Scalar::Integer(i)) => Some(i.to_string()),
+        Yaml::Value(Scalar::FloatingPoint(f)) => Some(f.to_string()),
+        _ => None,
+    }
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Chart {

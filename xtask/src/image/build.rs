@@ -1,14 +1,509 @@
-//! Cross-compiles the service and writes a multi-arch OCI image layout.
+//! `cargo xtask image build`: cross-compiles the service per platform and writes a multi-arch OCI
+//! image layout. Cargo, git and the disk are here; the assembly itself is pure (`oci.rs`).
 
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
 use clap::Args;
-use xshell::Shell;
+use serde::Deserialize;
+use xshell::{Shell, cmd};
 
-/// Cross-compiles the service and writes a multi-arch OCI image layout.
+use super::layout;
+use super::oci::{self, Image, Metadata, Platform};
+use crate::cargo;
+
+/// The package and binary that go into the image.
+pub const PACKAGE: &str = "visit-tracker";
+/// The layout's directory under the cargo target directory.
+pub const OUTPUT_UNDER_TARGET: &str = "oci/visit-tracker";
+
+/// Cross-compiles the service per platform (static musl, rust-lld) and writes a reproducible
+/// multi-arch OCI image layout, by default to target/oci/visit-tracker.
 #[derive(Debug, Args)]
-pub struct Build {}
+pub struct Build {
+    /// Platforms to build, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "linux/amd64,linux/arm64",
+        value_name = "OS/ARCH"
+    )]
+    pub platform: Vec<Platform>,
+    /// Directory of the OCI image layout (replaced atomically) [default: <target-dir>/oci/visit-tracker].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Image version: the `org.opencontainers.image.version` label and the layout's tag
+    /// [default: the crate version].
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Timestamp of every file and date in the image, in seconds since the epoch
+    /// [default: the HEAD commit time].
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
+    /// Cargo profile to build the binaries with.
+    #[arg(long, default_value = "release")]
+    pub profile: String,
+}
 
 impl Build {
-    pub fn run(self, _sh: &Shell) -> anyhow::Result<()> {
-        anyhow::bail!("`cargo xtask image build` is not built yet")
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let built = self.build(sh)?;
+        println!("layout: {} (tag {})", built.output.display(), built.tag);
+        println!("index:  {}", built.image.index.digest);
+        for p in &built.image.platforms {
+            println!(
+                "  {:<12} {:>9} compressed  manifest {}",
+                p.platform.name(),
+                human_size(p.compressed_size()),
+                p.manifest.digest
+            );
+        }
+        Ok(())
+    }
+
+    /// Compiles, assembles and writes the layout; returns what was written.
+    pub fn build(self, sh: &Shell) -> Result<Built> {
+        let workspace = Workspace::load(sh)?;
+        let output = self
+            .output
+            .unwrap_or_else(|| workspace.target_directory.join(OUTPUT_UNDER_TARGET));
+        if let Some(version) = &self.version {
+            tag_for(version)?; // Refused before a long build, not after.
+        }
+        let git = GitInfo::load(sh)?;
+        let metadata = workspace.metadata(
+            self.version,
+            &git.revision,
+            self.source_date_epoch.unwrap_or(git.commit_time),
+        );
+        let binaries = compile(sh, &workspace, &self.platform, &self.profile, &git.revision)?;
+
+        let started = Instant::now();
+        let image = assemble(&metadata, &binaries)?;
+        let tag = tag_for(&metadata.version)?;
+        layout::write(&output, &image, &tag)?;
+        eprintln!(
+            "image: assembled and wrote {} in {:.2?}",
+            output.display(),
+            started.elapsed()
+        );
+        Ok(Built {
+            output,
+            tag,
+            image,
+            binaries,
+        })
+    }
+}
+
+/// The result of `image build`: the layout on disk and the image it holds.
+#[derive(Debug)]
+pub struct Built {
+    /// The OCI image layout directory.
+    pub output: PathBuf,
+    /// The layout's tag for the image index (`org.opencontainers.image.ref.name`).
+    pub tag: String,
+    pub image: Image,
+    /// The binaries the image was assembled from, per platform.
+    pub binaries: Vec<(Platform, PathBuf)>,
+}
+
+/// Reads the built binaries and assembles the image from them.
+pub fn assemble(metadata: &Metadata, binaries: &[(Platform, PathBuf)]) -> Result<Image> {
+    let loaded = binaries
+        .iter()
+        .map(|(platform, path)| {
+            std::fs::read(path)
+                .with_context(|| format!("reading {}", path.display()))
+                .map(|bytes| (*platform, bytes))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    oci::assemble(metadata, &loaded)
+}
+
+/// `2.31 MiB`: sizes as people compare them.
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),
+        b => format!("{b} B"),
+    }
+}
+
+/// The layout tag for a version. SemVer build metadata (`+...`) is not allowed in an OCI tag, so
+/// it becomes `-...`, as docker/metadata-action does; anything else invalid is an error.
+pub fn tag_for(version: &str) -> Result<String> {
+    let tag = version.replace('+', "-");
+    // The distribution spec's tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+    let valid = tag.len() <= 128
+        && tag.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphanumeric() || c == '_' || (i > 0 && (c == '.' || c == '-'))
+        })
+        && !tag.is_empty();
+    if !valid {
+        bail!(
+            "--version `{version}` cannot be an image tag (letters, digits, `_`, `.`, `-`; at most 128)"
+        );
+    }
+    Ok(tag)
+}
+
+/// What `cargo metadata` tells us about the workspace and the service's package.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_directory: PathBuf,
+    /// Where intermediate artifacts go (cargo's `build-dir`; the target directory unless set).
+    pub build_directory: PathBuf,
+    pub version: String,
+    pub description: String,
+    pub license: String,
+    pub repository: String,
+    pub homepage: Option<String>,
+}
+
+impl Workspace {
+    /// Runs `cargo metadata` in the shell's directory.
+    pub fn load(sh: &Shell) -> Result<Workspace> {
+        let cargo = cargo();
+        let json = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps --locked")
+            .quiet()
+            .read()
+            .context("running `cargo metadata`")?;
+        Workspace::parse(&json)
+    }
+
+    /// Picks the service's package out of `cargo metadata` output.
+    pub fn parse(json: &str) -> Result<Workspace> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            packages: Vec<Package>,
+            workspace_root: PathBuf,
+            target_directory: PathBuf,
+            build_directory: Option<PathBuf>,
+        }
+        #[derive(Deserialize)]
+        struct Package {
+            name: String,
+            version: String,
+            description: Option<String>,
+            license: Option<String>,
+            repository: Option<String>,
+            homepage: Option<String>,
+        }
+        let m: Metadata = serde_json::from_str(json).context("parsing `cargo metadata` output")?;
+        let p = m
+            .packages
+            .into_iter()
+            .find(|p| p.name == PACKAGE)
+            .with_context(|| format!("no package `{PACKAGE}` in the workspace"))?;
+        let field = |value: Option<String>, name: &str| {
+            value.with_context(|| {
+                format!("app/Cargo.toml: `{name}` is not set (it labels the image)")
+            })
+        };
+        Ok(Workspace {
+            build_directory: m
+                .build_directory
+                .unwrap_or_else(|| m.target_directory.clone()),
+            root: m.workspace_root,
+            target_directory: m.target_directory,
+            version: p.version,
+            description: field(p.description, "description")?,
+            license: field(p.license, "license")?,
+            repository: field(p.repository, "repository")?,
+            homepage: p.homepage,
+        })
+    }
+
+    /// The image's labels for this workspace at `revision`.
+    pub fn metadata(&self, version: Option<String>, revision: &str, created: u64) -> Metadata {
+        Metadata {
+            title: PACKAGE.to_owned(),
+            description: self.description.clone(),
+            source: self.repository.clone(),
+            url: self
+                .homepage
+                .clone()
+                .unwrap_or_else(|| self.repository.clone()),
+            licenses: self.license.clone(),
+            version: version.unwrap_or_else(|| self.version.clone()),
+            revision: revision.to_owned(),
+            created,
+        }
+    }
+}
+
+/// The commit the image is built from.
+#[derive(Debug, Clone)]
+pub struct GitInfo {
+    pub revision: String,
+    /// Committer time of HEAD, seconds since the epoch: the default `SOURCE_DATE_EPOCH`.
+    pub commit_time: u64,
+}
+
+impl GitInfo {
+    pub fn load(sh: &Shell) -> Result<GitInfo> {
+        let revision = cmd!(sh, "git rev-parse HEAD").quiet().read().context(
+            "reading the git revision (the image is labelled with it): is this a git checkout?",
+        )?;
+        let time = cmd!(sh, "git show -s --format=%ct HEAD").quiet().read()?;
+        let commit_time = time
+            .trim()
+            .parse()
+            .with_context(|| format!("git gave `{time}` as the HEAD commit time"))?;
+        let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+            .quiet()
+            .read()
+            .unwrap_or_default();
+        if !dirty.trim().is_empty() {
+            eprintln!(
+                "image: warning: uncommitted changes; the image is labelled {revision} but is not that commit"
+            );
+        }
+        Ok(GitInfo {
+            revision,
+            commit_time,
+        })
+    }
+}
+
+/// Builds the service for each platform with `profile` and returns the binaries' paths.
+/// One cargo invocation for all targets, so cargo schedules them together.
+pub fn compile(
+    sh: &Shell,
+    workspace: &Workspace,
+    platforms: &[Platform],
+    profile: &str,
+    revision: &str,
+) -> Result<Vec<(Platform, PathBuf)>> {
+    if platforms.is_empty() {
+        bail!("--platform: give at least one platform");
+    }
+    install_targets(sh, platforms)?;
+    let cargo_home = cargo_home()?;
+    let mut args = vec![
+        "build".to_owned(),
+        "--locked".into(),
+        "--package".into(),
+        PACKAGE.into(),
+        "--bin".into(),
+        PACKAGE.into(),
+        "--profile".into(),
+        profile.into(),
+    ];
+    for platform in platforms {
+        let target = platform.rust_target();
+        args.extend(["--target".into(), target.into(), "--config".into()]);
+        args.push(rustflags_config(
+            target,
+            &[
+                (&cargo_home, "/cargo"),
+                (&workspace.target_directory, "/target"),
+                (&workspace.build_directory, "/build"),
+            ],
+        ));
+    }
+    // ring compiles C: clang cross-compiles to every target, unlike the host gcc. A compiler the
+    // caller chose wins.
+    let _compilers: Vec<_> = c_toolchain_env(platforms)
+        .into_iter()
+        .filter(|(name, _)| std::env::var_os(name).is_none())
+        .map(|(name, value)| sh.push_env(name, value))
+        .collect();
+    let targets: Vec<_> = platforms.iter().map(|p| p.rust_target()).collect();
+    eprintln!(
+        "image: cargo build --profile {profile} for {}",
+        targets.join(", ")
+    );
+    // The service reports its revision in the build_info metric (`option_env!`).
+    let _revision = sh.push_env("VT_GIT_REVISION", revision);
+    // RUSTFLAGS would replace the target rustflags above (static CRT, remapping): drop it here.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+        if sh.var_os(var).is_some() {
+            eprintln!("image: ignoring {var}: the image's rustflags are fixed for reproducibility");
+        }
+    }
+    let cargo = cargo();
+    cmd!(sh, "{cargo} {args...}")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .run()
+        .with_context(|| format!("building {PACKAGE} for {}", targets.join(", ")))?;
+    Ok(platforms
+        .iter()
+        .map(|p| {
+            let path = workspace
+                .target_directory
+                .join(p.rust_target())
+                .join(profile_dir(profile))
+                .join(PACKAGE);
+            (*p, path)
+        })
+        .collect())
+}
+
+/// The cc crate's per-target compiler and archiver variables: clang and llvm-ar.
+pub fn c_toolchain_env(platforms: &[Platform]) -> Vec<(String, &'static str)> {
+    platforms
+        .iter()
+        .flat_map(|p| {
+            let target = p.rust_target().replace('-', "_");
+            [
+                (format!("CC_{target}"), "clang"),
+                (format!("AR_{target}"), "llvm-ar"),
+            ]
+        })
+        .collect()
+}
+
+/// `rustup target add` for the targets not installed yet.
+fn install_targets(sh: &Shell, platforms: &[Platform]) -> Result<()> {
+    let installed = cmd!(sh, "rustup target list --installed")
+        .quiet()
+        .read()
+        .context("listing rustup targets (is rustup installed?)")?;
+    let missing = missing_targets(&installed, platforms);
+    if !missing.is_empty() {
+        eprintln!("image: rustup target add {}", missing.join(" "));
+        cmd!(sh, "rustup target add {missing...}").run()?;
+    }
+    Ok(())
+}
+
+/// The platforms' Rust targets absent from `rustup target list --installed` output.
+pub fn missing_targets(installed: &str, platforms: &[Platform]) -> Vec<&'static str> {
+    let installed: Vec<_> = installed.lines().map(str::trim).collect();
+    let mut missing: Vec<_> = platforms
+        .iter()
+        .map(|p| p.rust_target())
+        .filter(|t| !installed.contains(t))
+        .collect();
+    missing.dedup();
+    missing
+}
+
+fn cargo_home() -> Result<PathBuf> {
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        return Ok(PathBuf::from(home));
+    }
+    let home = std::env::var_os("HOME").context("neither CARGO_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".cargo"))
+}
+
+/// `--config` value setting the target's rustflags: path remapping, so no machine-specific
+/// directory (cargo home, target dir) reaches the binary, plus the static CRT of
+/// `.cargo/config.toml`, repeated so it holds whether cargo merges or replaces the array.
+/// Workspace sources need no remapping: cargo passes them to rustc relative to the workspace
+/// root. The remaps name no checkout directory, so clones sharing a target dir share its builds.
+pub fn rustflags_config(target: &str, remaps: &[(&Path, &str)]) -> String {
+    let mut flags = vec!["-C".to_owned(), "target-feature=+crt-static".to_owned()];
+    let mut seen = Vec::new();
+    for (from, to) in remaps {
+        if seen.contains(from) {
+            continue;
+        }
+        seen.push(*from);
+        flags.push(format!("--remap-path-prefix={}={to}", from.display()));
+    }
+    // A JSON string array is a valid TOML array, quoting and escaping included.
+    let array = serde_json::to_string(&flags).expect("strings serialize");
+    format!("target.{target}.rustflags={array}")
+}
+
+/// The directory under `target/<triple>/` a cargo profile writes to.
+pub fn profile_dir(profile: &str) -> &str {
+    match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustflags_keep_crt_static_and_remap_each_directory_once() {
+        let home = Path::new("/home/me/.cargo");
+        let target = Path::new("/src/my \"repo\"/target");
+        let config = rustflags_config(
+            "aarch64-unknown-linux-musl",
+            &[(home, "/cargo"), (target, "/target"), (target, "/build")],
+        );
+        assert_eq!(
+            config,
+            r#"target.aarch64-unknown-linux-musl.rustflags=["-C","target-feature=+crt-static","--remap-path-prefix=/home/me/.cargo=/cargo","--remap-path-prefix=/src/my \"repo\"/target=/target"]"#
+        );
+    }
+
+    #[test]
+    fn missing_targets_are_those_not_listed() {
+        let installed = "x86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
+        assert_eq!(
+            missing_targets(installed, &Platform::ALL),
+            vec!["aarch64-unknown-linux-musl"]
+        );
+        assert!(missing_targets("aarch64-unknown-linux-musl\n", &[Platform::Arm64]).is_empty());
+    }
+
+    #[test]
+    fn profiles_map_to_their_directories() {
+        assert_eq!(profile_dir("release"), "release");
+        assert_eq!(profile_dir("dev"), "debug");
+        assert_eq!(profile_dir("dist"), "dist");
+    }
+
+    #[test]
+    fn tags_drop_build_metadata_plus_and_refuse_invalid_ones() {
+        assert_eq!(tag_for("1.2.3").unwrap(), "1.2.3");
+        assert_eq!(tag_for("1.2.3-rc.1+abc").unwrap(), "1.2.3-rc.1-abc");
+        for bad in ["", "-1", "1 2", "a/b", &"x".repeat(129)] {
+            let err = tag_for(bad).unwrap_err().to_string();
+            assert!(err.contains("cannot be an image tag"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_size(512), "512 B");
+        assert_eq!(human_size(2048), "2.0 KiB");
+        assert_eq!(human_size(5 << 20), "5.00 MiB");
+    }
+
+    #[test]
+    fn workspace_metadata_labels_the_image() {
+        let json = r#"{"packages":[{"name":"visit-tracker","version":"0.3.0","description":"Counts",
+            "license":"Apache-2.0","repository":"https://x/y","homepage":null}],
+            "workspace_root":"/w","target_directory":"/w/target"}"#;
+        let ws = Workspace::parse(json).unwrap();
+        assert_eq!(ws.build_directory, Path::new("/w/target"));
+        let m = ws.metadata(None, "abc", 7);
+        assert_eq!(
+            (m.version.as_str(), m.url.as_str(), m.created),
+            ("0.3.0", "https://x/y", 7)
+        );
+        assert_eq!(ws.metadata(Some("9.9.9".into()), "abc", 7).version, "9.9.9");
+        let no_license = json.replace(r#""license":"Apache-2.0","#, "");
+        let err = Workspace::parse(&no_license).unwrap_err().to_string();
+        assert!(err.contains("`license` is not set"), "{err}");
+    }
+
+    #[test]
+    fn cli_rejects_unknown_platforms_with_the_supported_list() {
+        use clap::Parser;
+        let err = crate::Cli::try_parse_from([
+            "cargo xtask",
+            "image",
+            "build",
+            "--platform",
+            "linux/amd64,windows/amd64",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown platform `windows/amd64`"), "{err}");
+        assert!(err.contains("linux/amd64, linux/arm64"), "{err}");
     }
 }

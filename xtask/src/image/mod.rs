@@ -1,6 +1,12 @@
 //! The container image: daemonless multi-arch build, and push to any OCI registry.
+//!
+//! Library surface for other tasks: [`oci`] assembles an image from bytes (pure), [`layout`]
+//! writes it as an OCI image layout and reads one back with every blob verified, and
+//! [`build::Build::build`] runs the whole `image build` and returns what it wrote.
 
 pub mod build;
+pub mod layout;
+pub mod oci;
 pub mod push;
 
 use clap::Subcommand;

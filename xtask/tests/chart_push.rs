@@ -1,0 +1,114 @@
+//! `cargo xtask chart push` against a real registry: the real Helm engine pulls the chart back
+//! by version and renders it, and a second push sends no blob.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use testkit::registry::Registry;
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The venv's python running the Helm engine driver with `args`.
+fn helm_engine(args: &[&str]) -> Output {
+    let root = testkit::workspace_root();
+    let sh = xshell::Shell::new().unwrap();
+    sh.change_dir(&root);
+    let python = xtask::tools::venv(&sh).unwrap().join("python");
+    Command::new(python)
+        .arg(root.join("xtask/src/chart/helm_engine.py"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn chart_push(repo: &str, package: &Path, home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["chart", "push", "--repo", repo, "--package"])
+        .arg(package)
+        .current_dir(testkit::workspace_root())
+        .env_remove("REGISTRY_USERNAME")
+        .env_remove("REGISTRY_PASSWORD")
+        .env("DOCKER_CONFIG", home)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = testkit::workspace_root();
+    let chart_dir = root.join("charts/visit-tracker");
+    let packaged = tmp.path().join("packaged");
+    let out = helm_engine(&[
+        "helm-package",
+        chart_dir.to_str().unwrap(),
+        packaged.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let package = std::fs::read_dir(&packaged)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let version = package
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .strip_prefix("visit-tracker-")
+        .unwrap()
+        .to_owned();
+
+    let registry = Registry::start().unwrap();
+    let repo = format!("oci://{}/charts", registry.addr());
+    let out = chart_push(&repo, &package, tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let pushed = format!("{}/charts/visit-tracker:{version}@sha256:", registry.addr());
+    assert!(stdout.starts_with(&pushed), "{}", text(&out));
+    assert_eq!(
+        registry.blob_uploads(),
+        2,
+        "config and chart: {}",
+        registry.log()
+    );
+
+    // The real Helm engine pulls it by version, gets the same bytes, loads and renders it.
+    let pulled = tmp.path().join("pulled");
+    std::fs::create_dir(&pulled).unwrap();
+    let reference = format!("{repo}/visit-tracker");
+    let out = helm_engine(&["pull", &reference, &version, pulled.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["name"], "visit-tracker", "{info}");
+    assert_eq!(info["version"], version.as_str(), "{info}");
+    assert!(info["templates"].as_u64().unwrap() > 3, "{info}");
+    let file = pulled.join(info["file"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read(file).unwrap(),
+        std::fs::read(&package).unwrap()
+    );
+
+    // Pushed again: both blobs are found, nothing is uploaded, the tag is rewritten in place.
+    let out = chart_push(&repo, &package, tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(registry.blob_uploads(), 2, "{}", registry.log());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chart already in the registry"));
+
+    // A repository that is not oci:// is refused with the expected form.
+    let out = chart_push(&registry.addr(), &package, tmp.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("expected oci://HOST/PATH"),
+        "{}",
+        text(&out)
+    );
+}

@@ -1,0 +1,418 @@
+//! `cargo xtask image push` against a real registry (Debian's docker-registry): what lands there
+//! is byte-identical to the layout, re-pushes send nothing, credentials, TLS and failures.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use testkit::registry::{Options, Registry, SlowProxy, write_test_layout};
+
+const USER: &str = "pusher";
+const PASSWORD: &str = "s3cret-Pa55word-xyz";
+
+/// Runs the task binary with a clean credential environment (no host Docker config).
+fn xtask(args: &[&str], env: &[(&str, &str)], home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(args)
+        .current_dir(testkit::workspace_root())
+        .env_remove("REGISTRY_USERNAME")
+        .env_remove("REGISTRY_PASSWORD")
+        .env_remove("GITHUB_OUTPUT")
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn push(image: &str, layout: &Path, extra: &[&str], env: &[(&str, &str)], home: &Path) -> Output {
+    let layout = layout.to_str().unwrap();
+    let mut args = vec!["image", "push", "--image", image, "--layout", layout];
+    args.extend_from_slice(extra);
+    xtask(&args, env, home).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn layout(dir: &Path, layer_size: usize) -> (PathBuf, String) {
+    let path = dir.join("layout");
+    let digest = write_test_layout(&path, layer_size, 7).unwrap();
+    (path, digest)
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", xtask::tools::hex_digest(bytes))
+}
+
+fn skopeo_inspect_raw(reference: &str, extra: &[&str]) -> Output {
+    testkit::require_program("skopeo", "skopeo");
+    Command::new("skopeo")
+        .arg("inspect")
+        .arg("--raw")
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap()
+}
+
+fn blob_names(layout: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
+#[test]
+fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = layout(tmp.path(), 300_000);
+    let registry = Registry::start().unwrap();
+    let image = format!("{}/team/visit-tracker", registry.addr());
+    let outputs = tmp.path().join("github_output");
+    let out = push(
+        &image,
+        &layout,
+        &["--tag", "1.2.3", "--tag", "1.2", "--tag", "latest"],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim(),
+        format!("{image}@{index_digest}"),
+        "{}",
+        text(&out)
+    );
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    assert!(
+        written.contains(&format!("digest={index_digest}\n")),
+        "{written}"
+    );
+    assert!(written.contains("tags=1.2.3,1.2,latest\n"), "{written}");
+    // Two layers and two configs.
+    assert_eq!(registry.blob_uploads(), 4, "{}", registry.log());
+
+    // The registry serves the index under each tag with the layout's exact bytes.
+    for tag in ["1.2.3", "1.2", "latest"] {
+        let raw = skopeo_inspect_raw(&format!("{image}:{tag}"), &["--tls-verify=false"]);
+        assert!(raw.status.success(), "{}", text(&raw));
+        assert_eq!(sha256_of(&raw.stdout), index_digest, "tag {tag}");
+    }
+
+    // Copied back with every platform, the registry's content is the layout's, blob for blob.
+    let copy = tmp.path().join("copy");
+    let out = Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{image}:1.2.3"))
+        .arg(format!("oci:{}:copy", copy.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(blob_names(&copy), blob_names(&layout));
+    for name in blob_names(&layout) {
+        let (a, b) = (
+            layout.join("blobs/sha256").join(&name),
+            copy.join("blobs/sha256").join(&name),
+        );
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "blob {name}"
+        );
+    }
+
+    // A second push of the same image: every blob is found with HEAD, none is sent again.
+    let log_before = registry.log().len();
+    let out = push(&image, &layout, &["--tag", "1.2.3"], &[], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        registry.blob_uploads(),
+        4,
+        "{}",
+        &registry.log()[log_before..]
+    );
+    let second = &registry.log()[log_before..];
+    assert_eq!(
+        second
+            .matches("\"HEAD /v2/team/visit-tracker/blobs/")
+            .count(),
+        4,
+        "{second}"
+    );
+    assert!(
+        !second.contains("\"POST /v2/team/visit-tracker/blobs/uploads"),
+        "{second}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("0 blobs uploaded (0 B), 4 already there"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn tags_are_checked_before_anything_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, _) = layout(tmp.path(), 1000);
+    let registry = Registry::start().unwrap();
+    let image = format!("{}/visit-tracker", registry.addr());
+    let before = registry.log();
+    let out = push(
+        &image,
+        &layout,
+        &["--tag", "ok", "--tag", "bad:tag"],
+        &[],
+        tmp.path(),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid tag `bad:tag`"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(registry.log(), before, "nothing may reach the registry");
+
+    // Tags from a git ref: a release tag gives the metadata-action set.
+    let out = push(
+        &image,
+        &layout,
+        &["--tags-from-ref", "refs/tags/v0.3.1"],
+        &[],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tags: 0.3.1, 0.3, latest"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn credentials_over_tls_from_env_docker_config_and_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = layout(tmp.path(), 20_000);
+    let registry = Registry::start_with(Options {
+        user: Some((USER.into(), PASSWORD.into())),
+        tls: true,
+    })
+    .unwrap();
+    let ca = registry.ca_cert().unwrap();
+    let ca = ca.to_str().unwrap();
+    let image = format!("{}/visit-tracker", registry.addr());
+    let tls = ["--tag", "t", "--ca-cert", ca];
+
+    // Right credentials from the environment.
+    let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
+    let out = push(&image, &layout, &tls, &env, tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(PASSWORD));
+
+    // From a Docker config file, as `docker login` writes it (base64 user:password).
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    let auth = base64(&format!("{USER}:{PASSWORD}"));
+    let config = format!(
+        r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+        registry.addr()
+    );
+    std::fs::write(home.join(".docker/config.json"), config).unwrap();
+    let out = push(
+        &image,
+        &layout,
+        &["--tag", "from-config", "--ca-cert", ca],
+        &[],
+        &home,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    // From --password-stdin.
+    let mut child = xtask(
+        &[
+            "image",
+            "push",
+            "--image",
+            &image,
+            "--layout",
+            layout.to_str().unwrap(),
+        ],
+        &[],
+        tmp.path(),
+    )
+    .args([
+        "--tag",
+        "from-stdin",
+        "--ca-cert",
+        ca,
+        "--username",
+        USER,
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    let raw = skopeo_inspect_raw(
+        &format!("{image}:from-stdin"),
+        &[
+            "--cert-dir",
+            registry.ca_dir().to_str().unwrap(),
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ],
+    );
+    assert!(raw.status.success(), "{}", text(&raw));
+    assert_eq!(sha256_of(&raw.stdout), index_digest);
+
+    // Wrong password: a clear refusal naming the registry, non-zero exit, no password anywhere.
+    let wrong = "wrong-Pa55word-abc";
+    let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
+    let out = push(&image, &layout, &tls, &env, tmp.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!(
+            "registry {}, repository visit-tracker",
+            registry.addr()
+        )),
+        "{all}"
+    );
+    assert!(all.contains("rejected the credentials (401"), "{all}");
+    assert!(all.contains("REGISTRY_USERNAME/REGISTRY_PASSWORD"), "{all}");
+    assert!(!all.contains(wrong) && !all.contains(PASSWORD), "{all}");
+
+    // No credentials at all: the same clear refusal, saying none were found.
+    let out = push(&image, &layout, &tls, &[], tmp.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("anonymous"), "{}", text(&out));
+
+    // TLS without trusting the self-signed certificate is refused, with the flag that fixes it.
+    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
+    assert!(!out.status.success(), "{}", text(&out));
+}
+
+fn base64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn a_push_cut_by_a_registry_crash_fails_clearly_and_the_next_run_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 2 x 6 MB through a proxy that lets 3 MB/s through: the upload surely runs for seconds.
+    let (layout, index_digest) = layout(tmp.path(), 6_000_000);
+    let mut registry = Registry::start().unwrap();
+    let proxy = SlowProxy::start(registry.socket_addr(), 3_000_000).unwrap();
+    let image = format!("{}/visit-tracker", proxy.addr());
+    let child = xtask(
+        &[
+            "image",
+            "push",
+            "--image",
+            &image,
+            "--layout",
+            layout.to_str().unwrap(),
+            "--tag",
+            "v1",
+        ],
+        &[],
+        tmp.path(),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.bytes_sent() < 1_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the push never started uploading"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    registry.stop();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains(&format!("registry {}", proxy.addr())), "{all}");
+    assert!(all.contains("uploading blob sha256:"), "{all}");
+
+    registry.restart().unwrap();
+    // The tag never moved to a half-pushed image.
+    let raw = skopeo_inspect_raw(
+        &format!("{}/visit-tracker:v1", registry.addr()),
+        &["--tls-verify=false"],
+    );
+    assert!(!raw.status.success(), "{}", text(&raw));
+
+    let out = push(&image, &layout, &["--tag", "v1"], &[], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let raw = skopeo_inspect_raw(
+        &format!("{}/visit-tracker:v1", registry.addr()),
+        &["--tls-verify=false"],
+    );
+    assert!(raw.status.success(), "{}", text(&raw));
+    assert_eq!(sha256_of(&raw.stdout), index_digest);
+}
+
+#[test]
+fn an_unreachable_registry_fails_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, _) = layout(tmp.path(), 1000);
+    let port = testkit::free_port();
+    let mut child = xtask(
+        &[
+            "image",
+            "push",
+            "--image",
+            &format!("127.0.0.1:{port}/x"),
+            "--layout",
+        ],
+        &[],
+        tmp.path(),
+    )
+    .arg(&layout)
+    .args(["--tag", "t"])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // A guard against hanging forever, not a speed check: the task gives up after a few
+    // seconds of retries by design.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the push to an unreachable registry never gave up");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains(&format!(
+            "registry 127.0.0.1:{port}, repository x: logging in: unreachable after 5 tries"
+        )),
+        "{all}"
+    );
+}

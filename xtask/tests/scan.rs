@@ -1,0 +1,145 @@
+//! `cargo xtask security-scan` end to end: the real scanners over fixtures and over this repo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+use testkit::workspace_root;
+
+/// The scans share target/ (advisory database checkout, cargo-deny's lock): one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn advisory_db() -> PathBuf {
+    xtask::scan::deps::advisory_db_dir(&workspace_root(), None)
+        .expect("the RustSec snapshot shared/advisory-db beside the repository (tests run offline)")
+}
+
+fn scan(args: &[&str]) -> (Output, String) {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let db = advisory_db();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(workspace_root())
+        .arg("security-scan")
+        .arg("--advisory-db")
+        .arg(&db)
+        .args(args)
+        .output()
+        .expect("running xtask security-scan");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn vulnerable_lockfile_fails_naming_the_advisory_and_the_crate() {
+    let sarif = temp_file("deps.sarif");
+    let (out, text) = scan(&[
+        "--only",
+        "deps",
+        "--manifest-path",
+        "xtask/tests/fixtures/scan/vulnerable/Cargo.toml",
+        "--sarif",
+        sarif.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "the scan passed:\n{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("RUSTSEC-2021-0003"))
+        .unwrap_or_else(|| panic!("no RUSTSEC-2021-0003 finding:\n{text}"));
+    assert!(
+        line.starts_with("xtask/tests/fixtures/scan/vulnerable/Cargo.lock:13: ")
+            && line.contains("smallvec 1.6.0"),
+        "the finding names the crate at its lockfile line: {line}"
+    );
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    assert_eq!(log["version"], "2.1.0");
+    let result = &log["runs"][0]["results"][0];
+    assert_eq!(result["ruleId"], "RUSTSEC-2021-0003");
+    assert_eq!(
+        result["locations"][0]["physicalLocation"]["region"]["startLine"],
+        13
+    );
+}
+
+#[test]
+fn planted_fake_key_is_caught_without_printing_it() {
+    let fixture = "xtask/tests/fixtures/scan/planted-secret";
+    let (out, text) = scan(&["--only", "secrets", "--secrets-path", fixture]);
+    assert!(!out.status.success(), "the scan passed:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "{fixture}/deploy.env:3: [detect-secrets AWS Access Key]"
+        )),
+        "{text}"
+    );
+    let key = std::fs::read_to_string(workspace_root().join(fixture).join("deploy.env")).unwrap();
+    let key = key.lines().last().unwrap().split('=').nth(1).unwrap();
+    assert!(!text.contains(key), "the secret itself was printed");
+}
+
+#[test]
+fn repository_scans_clean_with_fixtures_excluded_and_writes_the_sbom() {
+    let root = workspace_root();
+    // The fixtures are tracked, so only the explicit exclusion keeps them out of the scan.
+    let tracked = Command::new("git")
+        .current_dir(&root)
+        .args(["ls-files", "xtask/tests/fixtures/scan"])
+        .output()
+        .unwrap();
+    let tracked = String::from_utf8_lossy(&tracked.stdout);
+    assert!(
+        tracked.contains("planted-secret/deploy.env"),
+        "fixture not tracked: {tracked}"
+    );
+    let re = xtask::scan::secrets::FIXTURES_EXCLUDED;
+    assert_eq!(re, "^xtask/tests/fixtures/");
+
+    let sarif = temp_file("repo.sarif");
+    let (out, text) = scan(&["--sarif", sarif.to_str().unwrap()]);
+    assert!(out.status.success(), "the repository has findings:\n{text}");
+    for scanner in ["Deps", "Workflows", "Chart", "Secrets", "Sbom"] {
+        assert!(
+            text.contains(&format!("security-scan: {scanner}: 0 finding(s)")),
+            "{scanner} did not run:\n{text}"
+        );
+    }
+    let log: serde_json::Value = serde_json::from_slice(&std::fs::read(&sarif).unwrap()).unwrap();
+    assert_eq!(log["runs"][0]["results"], serde_json::json!([]));
+
+    let sbom = read_json(&root.join(xtask::scan::sbom::SBOM_PATH));
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    assert_eq!(sbom["metadata"]["component"]["name"], "visit-tracker");
+    let names: Vec<&str> = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"tokio") && names.contains(&"axum"),
+        "{names:?}"
+    );
+    for not_shipped in ["xtask", "testkit", "oci-client"] {
+        assert!(
+            !names.contains(&not_shipped),
+            "{not_shipped} is not in the image"
+        );
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
+}
