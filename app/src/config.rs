@@ -9,7 +9,12 @@ use clap::{Parser, ValueEnum};
 
 /// Counts visits in Redis and serves them as a page, a JSON API and Prometheus metrics.
 #[derive(Clone, Parser)]
-#[command(name = "visit-tracker", version, about)]
+#[command(
+    name = "visit-tracker",
+    version,
+    about,
+    after_help = "Logging: RUST_LOG filters (default `info`), LOG_FORMAT picks json or text."
+)]
 pub struct Config {
     /// Address and port to serve HTTP on.
     #[arg(long = "listen", env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
@@ -42,7 +47,13 @@ pub struct Config {
 
     /// Connect to Redis (and Sentinels) over TLS, verified against the web PKI roots or
     /// --redis-ca-cert.
-    #[arg(long, env = "REDIS_TLS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(
+        long,
+        env = "REDIS_TLS",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub redis_tls: bool,
 
     /// PEM file with the CA certificate(s) that sign the Redis server certificates (with TLS),
@@ -83,7 +94,7 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
     pub shutdown_delay_seconds: u64,
 
-    /// Deadline of one HTTP request, e.g. `10s`; past it the answer is 408.
+    /// Deadline of one HTTP request, e.g. `10s`; past it the answer is 503.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 

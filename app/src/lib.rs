@@ -24,7 +24,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     config.validate().map_err(anyhow::Error::msg)?;
     let store = Store::new(&config)?;
     let target = store.target().to_owned();
-    match store.connect().await {
+    // One PING at startup turns bad credentials into a clear error instead of endless 503s.
+    match store.ping().await {
         Ok(()) => tracing::info!(redis = %target, "connected to redis"),
         Err(err) if is_auth_error(&err) => bail!(
             "Redis at {target} refused the credentials of user {:?} ({err}): check REDIS_USERNAME and REDIS_PASSWORD",

@@ -162,7 +162,7 @@ impl ConnectionLike for Conn {
 }
 
 impl Store {
-    /// Builds the clients; nothing connects yet (see [`Store::connect`]).
+    /// Builds the clients; nothing connects before the first call.
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let keys = Keys::new(&config.redis_key_prefix).map_err(anyhow::Error::msg)?;
         let certs = match &config.redis_ca_cert {
@@ -260,11 +260,6 @@ impl Store {
     /// Where Redis is, for messages (never credentials).
     pub fn target(&self) -> &str {
         &self.target
-    }
-
-    /// Connects and PINGs once: the startup check that turns bad credentials into a clear error.
-    pub async fn connect(&self) -> Result<(), StoreError> {
-        self.ping().await
     }
 
     /// PING within the deadline: what `/readyz` asks.

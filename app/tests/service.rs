@@ -193,7 +193,7 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
 #[tokio::test]
 async fn readiness_fails_first_when_shutdown_begins() {
     let redis = RedisServer::start();
-    let mut service = Service::standalone(redis.port(), &[("SHUTDOWN_DELAY_SECONDS", "3")]);
+    let mut service = Service::standalone(redis.port(), &[("SHUTDOWN_DELAY_SECONDS", "5")]);
     let http = client();
     assert_eq!(get_json(&http, &service.url("/readyz")).await.0, 200);
 
