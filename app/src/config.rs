@@ -73,6 +73,19 @@ pub struct Config {
     #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
     pub redis_sentinels: Vec<String>,
 
+    /// ACL user for the Sentinels themselves, when they require one (sentinel mode).
+    #[arg(long, env = "REDIS_SENTINEL_USERNAME", default_value = "")]
+    pub redis_sentinel_username: String,
+
+    /// Password for the Sentinels themselves, when they require one (sentinel mode). Never logged.
+    #[arg(
+        long,
+        env = "REDIS_SENTINEL_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub redis_sentinel_password: String,
+
     /// Cluster seed nodes, comma-separated host:port (cluster mode).
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
     pub redis_cluster_nodes: Vec<String>,
@@ -243,8 +256,15 @@ mod tests {
 
     #[test]
     fn debug_output_never_contains_the_password() {
-        let config = Config::parse_from(["visit-tracker", "--redis-password", "s3cret-pw"]);
-        assert!(!format!("{config:?}").contains("s3cret-pw"));
+        let config = Config::parse_from([
+            "visit-tracker",
+            "--redis-password",
+            "s3cret-pw",
+            "--redis-sentinel-password",
+            "s3ntinel-pw",
+        ]);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret-pw") && !debug.contains("s3ntinel-pw"));
     }
 
     #[test]

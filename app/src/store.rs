@@ -211,6 +211,14 @@ impl Store {
                 if !config.redis_password.is_empty() {
                     builder = builder.set_client_to_redis_password(&config.redis_password);
                 }
+                if !config.redis_sentinel_username.is_empty() {
+                    builder =
+                        builder.set_client_to_sentinel_username(&config.redis_sentinel_username);
+                }
+                if !config.redis_sentinel_password.is_empty() {
+                    builder =
+                        builder.set_client_to_sentinel_password(&config.redis_sentinel_password);
+                }
                 let client = builder.build()?;
                 single(Source::Sentinel(tokio::sync::Mutex::new(client)), timeout)
             }

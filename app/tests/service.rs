@@ -494,12 +494,15 @@ fn metric_names(source: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn sentinel_mode_counts_and_follows_a_failover() {
-    let setup = RedisSentinel::start();
+    // Password-protected throughout, like the common Sentinel charts.
+    let setup = RedisSentinel::start_with_password(Some("sentinel-secret"));
     let sentinels = setup.sentinel_addr().to_string();
     let service = Service::start(&[
         ("REDIS_MODE", "sentinel"),
         ("REDIS_SENTINELS", sentinels.as_str()),
         ("REDIS_SENTINEL_MASTER", RedisSentinel::MASTER),
+        ("REDIS_PASSWORD", "sentinel-secret"),
+        ("REDIS_SENTINEL_PASSWORD", "sentinel-secret"),
         ("REDIS_TIMEOUT", "1s"),
     ]);
     let http = client();
@@ -533,6 +536,7 @@ async fn sentinel_mode_counts_and_follows_a_failover() {
         counted.to_string(),
         "the writes went to the promoted replica"
     );
+    assert!(!service.output().contains("sentinel-secret"));
 }
 
 #[tokio::test]

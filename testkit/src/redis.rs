@@ -12,7 +12,8 @@ use crate::{free_port, require_program};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// An ACL user the server requires; the `default` user is switched off.
+/// An ACL user the server requires; the `default` user is switched off unless it is this user
+/// (then this is a plain `requirepass` setup).
 #[derive(Clone, Debug)]
 pub struct AclUser {
     pub username: String,
@@ -187,10 +188,10 @@ impl RedisServer {
                 "~*".to_owned(),
                 "&*".to_owned(),
                 "+@all".to_owned(),
-                "--user".to_owned(),
-                "default".to_owned(),
-                "off".to_owned(),
             ]);
+            if user.username != "default" {
+                args.extend(["--user", "default", "off"].map(String::from));
+            }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut server = RedisServer {
@@ -273,6 +274,7 @@ pub struct RedisSentinel {
     pub replica: RedisServer,
     sentinel_port: u16,
     sentinel_dir: tempfile::TempDir,
+    password: Option<String>,
     sentinel: Child,
 }
 
@@ -280,10 +282,24 @@ impl RedisSentinel {
     pub const MASTER: &'static str = "mymaster";
 
     pub fn start() -> RedisSentinel {
+        Self::start_with_password(None)
+    }
+
+    /// With a password, the master, the replica and the Sentinel all require it (as the common
+    /// Helm charts set them up).
+    pub fn start_with_password(password: Option<&str>) -> RedisSentinel {
         require_program("redis-sentinel", "redis-sentinel");
-        let master = RedisServer::start();
+        let user = password.map(|p| AclUser {
+            username: "default".into(),
+            password: p.into(),
+        });
+        let master = RedisServer::start_with(user.clone(), &[]);
         let master_port = master.port().to_string();
-        let replica = RedisServer::start_with(None, &["--replicaof", "127.0.0.1", &master_port]);
+        let mut replica_args = vec!["--replicaof", "127.0.0.1", &master_port];
+        if let Some(p) = password {
+            replica_args.extend(["--masterauth", p]);
+        }
+        let replica = RedisServer::start_with(user, &replica_args);
         let sentinel_port = free_port();
         let sentinel_dir = tempfile::Builder::new()
             .prefix("testkit-sentinel-")
@@ -297,9 +313,13 @@ impl RedisSentinel {
                 "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
                  sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
                  sentinel down-after-milliseconds {name} 1000\n\
-                 sentinel failover-timeout {name} 5000\n",
+                 sentinel failover-timeout {name} 5000\n{auth}",
                 dir = sentinel_dir.path().display(),
                 name = Self::MASTER,
+                auth = password.map_or(String::new(), |p| format!(
+                    "requirepass {p}\nsentinel auth-pass {} {p}\n",
+                    Self::MASTER
+                )),
             ),
         )
         .expect("writing sentinel.conf");
@@ -319,6 +339,7 @@ impl RedisSentinel {
             replica,
             sentinel_port,
             sentinel_dir,
+            password: password.map(String::from),
             sentinel,
         };
         // Ready once the replica is in sync and the Sentinel has discovered it.
@@ -341,6 +362,9 @@ impl RedisSentinel {
     /// Runs `redis-cli` against the Sentinel.
     pub fn sentinel_cli(&self, args: &[&str]) -> String {
         let mut all = vec!["-p".to_owned(), self.sentinel_port.to_string()];
+        if let Some(p) = &self.password {
+            all.extend(["-a".to_owned(), p.clone(), "--no-auth-warning".to_owned()]);
+        }
         all.extend(args.iter().map(|s| s.to_string()));
         cli(&all)
     }
