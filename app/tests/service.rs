@@ -603,3 +603,64 @@ async fn tls_mode_verifies_the_server_with_the_given_ca() {
     let (status, body) = post_json(&http, &untrusted.url("/api/visits")).await;
     assert_eq!((status, &body["error"]), (503, &json!("redis unavailable")));
 }
+
+#[tokio::test]
+async fn limits_refuse_overload_time_out_slow_requests_and_bound_shutdown() {
+    let redis = RedisServer::start();
+    let mut limited = Service::standalone(
+        redis.port(),
+        &[
+            ("MAX_CONCURRENT_REQUESTS", "2"),
+            ("REDIS_TIMEOUT", "60s"),
+            ("SHUTDOWN_GRACE_SECONDS", "1"),
+        ],
+    );
+    let impatient = Service::standalone(
+        redis.port(),
+        &[("REQUEST_TIMEOUT", "1s"), ("REDIS_TIMEOUT", "60s")],
+    );
+    let http = client();
+    redis.cli(&["client", "pause", "60000", "write"]);
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url) = (http.clone(), limited.url("/api/visits"));
+            tokio::spawn(async move { http.post(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    eventually("two POSTs in flight", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), limited.url("/metrics"));
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            metric_value(&text, "http_requests_in_flight") > 2.0
+        }
+    })
+    .await;
+    // A third is refused at once; probes and scrapes are outside the limit.
+    let (status, body) = post_json(&http, &limited.url("/api/visits")).await;
+    assert_eq!(
+        (status, body),
+        (503, json!({"error": "overloaded, try again"}))
+    );
+    assert_eq!(get_json(&http, &limited.url("/healthz")).await.0, 200);
+
+    // A request past REQUEST_TIMEOUT is answered, not left hanging.
+    let response = http
+        .post(impatient.url("/api/visits"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+
+    // Shutdown does not wait for stuck requests beyond the grace period.
+    limited.signal(Signal::SIGTERM);
+    let status = limited.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{}", limited.output());
+    assert!(limited.output().contains("grace period"));
+    for request in held {
+        assert!(
+            request.await.unwrap().is_err(),
+            "a stuck request was answered"
+        );
+    }
+    redis.cli(&["client", "unpause"]);
+}
