@@ -177,7 +177,8 @@ impl Store {
         let timeout = config.redis_timeout;
         let backend = match config.redis_mode {
             RedisMode::Standalone => {
-                let info = connection_info(config, &config.redis_host, config.redis_port);
+                let addr = tcp_or_tls(config, config.redis_host.clone(), config.redis_port);
+                let info = connection_info(config, addr);
                 let client = match certs {
                     Some(certs) => Client::build_with_tls(info, certs)?,
                     None => Client::open(info)?,
@@ -226,10 +227,7 @@ impl Store {
                 let nodes = config
                     .redis_cluster_nodes
                     .iter()
-                    .map(|a| {
-                        let (host, port) = parse_host_port(a).map_err(anyhow::Error::msg)?;
-                        Ok(connection_info(config, &host, port))
-                    })
+                    .map(|a| Ok(connection_info(config, address(config, a)?)))
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 let mut builder = ClusterClient::builder(nodes)
                     // No resend of a command after a connection error: an INCR whose outcome is
@@ -454,9 +452,14 @@ fn single(source: Source, timeout: Duration) -> Backend {
     }
 }
 
+/// A Sentinel or Cluster node from `host:port`, over TLS when REDIS_TLS is set.
 fn address(config: &Config, host_port: &str) -> anyhow::Result<ConnectionAddr> {
     let (host, port) = parse_host_port(host_port).map_err(anyhow::Error::msg)?;
-    Ok(if config.redis_tls {
+    Ok(tcp_or_tls(config, host, port))
+}
+
+fn tcp_or_tls(config: &Config, host: String, port: u16) -> ConnectionAddr {
+    if config.redis_tls {
         ConnectionAddr::TcpTls {
             host,
             port,
@@ -465,20 +468,11 @@ fn address(config: &Config, host_port: &str) -> anyhow::Result<ConnectionAddr> {
         }
     } else {
         ConnectionAddr::Tcp(host, port)
-    })
+    }
 }
 
-fn connection_info(config: &Config, host: &str, port: u16) -> ConnectionInfo {
-    let addr = if config.redis_tls {
-        ConnectionAddr::TcpTls {
-            host: host.to_owned(),
-            port,
-            insecure: false,
-            tls_params: None,
-        }
-    } else {
-        ConnectionAddr::Tcp(host.to_owned(), port)
-    };
+/// Address plus the data-node credentials.
+fn connection_info(config: &Config, addr: ConnectionAddr) -> ConnectionInfo {
     let mut redis = redis::RedisConnectionInfo::default();
     if !config.redis_username.is_empty() {
         redis = redis.set_username(&config.redis_username);
