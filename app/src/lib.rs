@@ -51,13 +51,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listening on {}", config.listen))?
-        // Responses are small: send them at once instead of waiting for Nagle's algorithm.
-        .tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        .with_context(|| format!("listening on {}", config.listen))?;
+    // The bound address, not the configured one: with port 0 the OS picks it.
+    let listen = listener.local_addr()?;
+    // Responses are small: send them at once instead of waiting for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tracing::info!(
-        listen = %config.listen,
+        %listen,
         version = env!("CARGO_PKG_VERSION"),
         revision = metrics::REVISION,
         "serving"

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use testkit::{free_port, wait_for_port};
 
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -20,11 +19,12 @@ pub struct Service {
     pub addr: SocketAddr,
     child: Child,
     output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Service {
     /// Starts the binary against a standalone Redis on `redis_port` with extra env vars, and
-    /// waits until it listens.
+    /// waits until it serves.
     pub fn standalone(redis_port: u16, env: &[(&str, &str)]) -> Service {
         let port = redis_port.to_string();
         let mut all = vec![("REDIS_HOST", "127.0.0.1"), ("REDIS_PORT", port.as_str())];
@@ -32,12 +32,17 @@ impl Service {
         Self::start(&all)
     }
 
-    /// Starts the binary with exactly these env vars (plus a free LISTEN_ADDR) and waits until
-    /// it listens; panics with its output if it exits instead.
+    /// Starts the binary with exactly these env vars (listening on a port the OS picks) and
+    /// waits until it serves; panics with its output if it exits instead.
     pub fn start(env: &[(&str, &str)]) -> Service {
         let mut service = Self::spawn(env);
         let deadline = Instant::now() + STARTUP;
-        while wait_for_port(service.addr, Duration::from_millis(200)).is_err() {
+        loop {
+            // The "serving" log line names the bound address: no race for a free port.
+            if let Some(addr) = serving_addr(&service.output()) {
+                service.addr = addr;
+                return service;
+            }
             if let Ok(Some(status)) = service.child.try_wait() {
                 panic!(
                     "visit-tracker exited with {status} at startup:\n{}",
@@ -46,19 +51,18 @@ impl Service {
             }
             assert!(
                 Instant::now() < deadline,
-                "visit-tracker did not listen:\n{}",
+                "visit-tracker did not start serving:\n{}",
                 service.output()
             );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        service
     }
 
-    /// Starts the binary without waiting for it to listen.
+    /// Starts the binary without waiting for it to serve (`addr` is unknown until then).
     pub fn spawn(env: &[(&str, &str)]) -> Service {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_visit-tracker"));
         cmd.env_clear()
-            .env("LISTEN_ADDR", addr.to_string())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -67,17 +71,21 @@ impl Service {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("starting visit-tracker");
         let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
+        let readers = [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
-        ] {
+        ]
+        .into_iter()
+        .map(|stream| {
             let output = output.clone();
-            std::thread::spawn(move || collect(stream, output));
-        }
+            std::thread::spawn(move || collect(stream, output))
+        })
+        .collect();
         Service {
-            addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child,
             output,
+            readers,
         }
     }
 
@@ -99,8 +107,10 @@ impl Service {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for visit-tracker") {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(50));
+                // The pipes close with the process: read them to the end.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             assert!(
@@ -118,6 +128,16 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The address in the service's JSON "serving" log line.
+fn serving_addr(output: &str) -> Option<SocketAddr> {
+    let line = output
+        .lines()
+        .find(|l| l.contains(r#""message":"serving""#))?;
+    let start = line.find(r#""listen":""#)? + r#""listen":""#.len();
+    let rest = &line[start..];
+    rest[..rest.find('"')?].parse().ok()
 }
 
 fn collect(mut stream: Box<dyn Read + Send>, output: Arc<Mutex<String>>) {
