@@ -86,6 +86,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     ?grace,
                     "requests still in flight after the grace period; exiting"
                 );
+                telemetry::flush();
                 std::process::exit(1);
             });
         })

@@ -268,10 +268,14 @@ impl Store {
         &self.target
     }
 
-    /// PING within the deadline: what `/readyz` asks.
+    /// PING within REDIS_TIMEOUT but at most a second: what `/readyz` asks, answered before
+    /// a kubelet probe (2 s by default) gives up.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.call(|mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
-            .await
+        let deadline = self.timeout.min(Duration::from_secs(1));
+        self.call_within(deadline, |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
     }
 
     /// Counts one visit at `now` and returns the counters after it. Never retried: if the
@@ -339,9 +343,17 @@ impl Store {
             .collect())
     }
 
-    /// Runs one Redis call on the live connection within the deadline (connecting first if
+    /// Runs one Redis call on the live connection within REDIS_TIMEOUT (connecting first if
     /// needed) and forgets a Sentinel master that stopped being one.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.call_within(self.timeout, f).await
+    }
+
+    async fn call_within<T, F, Fut>(&self, deadline: Duration, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -350,9 +362,9 @@ impl Store {
             let conn = self.conn().await?;
             f(conn).await.map_err(StoreError::from)
         };
-        let result = match tokio::time::timeout(self.timeout, work).await {
+        let result = match tokio::time::timeout(deadline, work).await {
             Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
+            Err(_) => Err(StoreError::Timeout(deadline)),
         };
         if let Err(StoreError::Redis(err)) = &result {
             self.forget_on(err);

@@ -655,7 +655,11 @@ async fn limits_refuse_overload_time_out_slow_requests_and_bound_shutdown() {
     limited.signal(Signal::SIGTERM);
     let status = limited.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(1), "{}", limited.output());
-    assert!(limited.output().contains("grace period"));
+    assert!(
+        limited.output().contains("grace period"),
+        "{}",
+        limited.output()
+    );
     for request in held {
         assert!(
             request.await.unwrap().is_err(),
