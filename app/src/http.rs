@@ -73,7 +73,7 @@ pub struct Limits {
 /// probes and scrapes still answer under overload.
 pub fn app(state: Arc<AppState>, limits: Limits) -> Router {
     let api = Router::new()
-        .route("/", get(index))
+        .route("/", get(index).head(index_head))
         .route("/api/visits", get(read_visits).post(count_visit))
         .route("/api/visits/daily", get(daily_visits))
         .route_layer(
@@ -138,6 +138,11 @@ async fn index(State(state): State<Arc<AppState>>) -> Result<Html<String>, ApiEr
          <body>\n<h1>Hello, visitor number {}!</h1>\n<p>{} visits today.</p>\n</body>\n</html>\n",
         visits.total, visits.today
     )))
+}
+
+/// HEAD must be safe: link checkers and uptime monitors do not count as visitors.
+async fn index_head() -> Html<&'static str> {
+    Html("")
 }
 
 async fn read_visits(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {

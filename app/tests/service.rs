@@ -30,6 +30,8 @@ async fn counts_visits_and_reports_totals() {
         assert_eq!(body["total"], expected);
         assert_eq!(body["today"], expected);
     }
+    let head = http.head(service.url("/")).send().await.unwrap();
+    assert_eq!(head.status(), 200, "HEAD / answers without counting");
     let page = http.get(service.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("visitor number 4"));
