@@ -284,7 +284,7 @@ fn serves_requests(platform: Platform) {
     testkit::require_program("runc", "runc");
     let built = image();
     let sh = shell();
-    let redis = Redis::start();
+    let redis = testkit::redis::RedisServer::start();
     let arch = platform.architecture();
     let image = PodmanImage::load(&sh, built, platform);
     let port = testkit::free_port();
@@ -315,11 +315,20 @@ fn serves_requests(platform: Platform) {
         first + 1,
         "{platform}: POST /api/visits counts one visit"
     );
-    let port = redis.port().to_string();
-    let keys = cmd!(sh, "redis-cli -h 127.0.0.1 -p {port} DBSIZE")
-        .read()
-        .unwrap();
-    assert_ne!(keys.trim(), "0", "{platform}: the count is stored in Redis");
+    let stored = redis.cli(&["GET", "{visit-tracker}:total"]);
+    assert_eq!(
+        stored.trim(),
+        second.to_string(),
+        "{platform}: the total is stored in Redis"
+    );
+    let (_, metrics) = http(addr, "GET", "/metrics");
+    let revision = cmd!(sh, "git rev-parse HEAD").read().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("build_info") && l.contains(&revision)),
+        "{platform}: build_info names revision {revision}:\n{metrics}"
+    );
 
     // The image has no shell, so look at the process from the host.
     let (pid_format, name) = ("{{.State.Pid}}", &container.0);
@@ -360,9 +369,9 @@ fn visits(addr: SocketAddr) -> u64 {
     assert_eq!(status, 200, "POST /api/visits: {body}");
     let json: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    json.as_object()
-        .and_then(|o| o.values().find_map(serde_json::Value::as_u64))
-        .unwrap_or_else(|| panic!("no count in {body}"))
+    json["total"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no total in {body}"))
 }
 
 /// A minimal HTTP/1.1 exchange: the test needs status and body, nothing a client library adds.
@@ -546,41 +555,10 @@ fn same_commit_anywhere_gives_the_same_digest_and_a_new_commit_another() {
         scratch.0.join("other.oci"),
     );
     assert_ne!(other.image.index.digest, first.image.index.digest);
+    // Not only the labels: the service embeds its revision (build_info), so the binary changes.
+    assert_ne!(
+        other.image.platforms[0].layer.digest,
+        first.image.platforms[0].layer.digest
+    );
     println!("next commit: {}", other.image.index.digest);
-}
-
-/// Stand-in until testkit::redis lands: a throwaway redis-server on a free port.
-struct Redis(std::process::Child, u16);
-
-impl Redis {
-    fn start() -> Redis {
-        let port = testkit::free_port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        testkit::wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).unwrap();
-        Redis(child, port)
-    }
-
-    fn port(&self) -> u16 {
-        self.1
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
