@@ -332,11 +332,38 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
     // No credentials at all: the same clear refusal, saying none were found.
     let out = push(&image, &layout, &tls, &[], tmp.path());
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("anonymous"), "{}", text(&out));
+    assert!(
+        text(&out).contains("requires credentials (401 Unauthorized) and none were found"),
+        "{}",
+        text(&out)
+    );
 
-    // TLS without trusting the self-signed certificate is refused, with the flag that fixes it.
+    // Without --ca-cert a loopback registry is spoken to in plain HTTP, which a TLS registry
+    // refuses: the message names the flag that fixes it.
     let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
     assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("if it serves HTTPS, pass --ca-cert FILE"),
+        "{}",
+        text(&out)
+    );
+
+    // Trusting the wrong certificate (the server's own, not its CA): TLS verification fails.
+    let leaf = registry.ca_cert().unwrap().with_file_name("cert.pem");
+    let leaf = leaf.to_str().unwrap();
+    let out = push(
+        &image,
+        &layout,
+        &["--tag", "t", "--ca-cert", leaf],
+        &env,
+        tmp.path(),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("TLS handshake failed: trust the registry's CA with --ca-cert"),
+        "{all}"
+    );
 }
 
 fn base64(s: &str) -> String {
