@@ -208,6 +208,7 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
     let registry = Registry::start_with(Options {
         user: Some((USER.into(), PASSWORD.into())),
         tls: true,
+        bearer: false,
     })
     .unwrap();
     let ca = registry.ca_cert().unwrap();
@@ -581,4 +582,33 @@ fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
         let response = response.unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{arch}: {response}");
     }
+}
+
+#[test]
+fn a_bearer_token_registry_takes_the_credentials_and_refuses_wrong_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = layout(tmp.path(), 20_000);
+    let registry = Registry::start_with(Options {
+        user: Some((USER.into(), PASSWORD.into())),
+        tls: false,
+        bearer: true,
+    })
+    .unwrap();
+    let image = format!("{}/visit-tracker", registry.addr());
+    let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
+    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
+    assert!(out.status.success(), "{}\n{}", text(&out), registry.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{image}@{index_digest}")
+    );
+    assert!(!text(&out).contains(PASSWORD));
+
+    let wrong = "wrong-Pa55word-abc";
+    let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
+    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("rejected the credentials (401"), "{all}");
+    assert!(!all.contains(wrong) && !all.contains(PASSWORD), "{all}");
 }
