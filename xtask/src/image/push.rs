@@ -42,14 +42,16 @@ impl Push {
         let (host, repository) = registry::split_repository(&self.image)?;
         let mut tags = self.tags.clone();
         if let Some(git_ref) = &self.tags_from_ref {
-            let sha = match &self.sha {
-                Some(s) => s.clone(),
-                None => match std::env::var("GITHUB_SHA") {
+            let git_ref = GitRef::parse(git_ref)?;
+            // Only branches are tagged with the commit: no git needed for release tags.
+            let sha = match (&self.sha, &git_ref) {
+                (Some(s), _) => s.clone(),
+                (None, GitRef::Branch(_)) => match std::env::var("GITHUB_SHA") {
                     Ok(s) if !s.is_empty() => s,
                     _ => cmd!(sh, "git rev-parse HEAD").quiet().read()?,
                 },
+                (None, _) => String::new(),
             };
-            let git_ref = GitRef::parse(git_ref)?;
             tags.extend(tags_for(&git_ref, &sha)?);
         }
         let tags = dedup(tags);
