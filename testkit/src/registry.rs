@@ -19,6 +19,10 @@ pub struct Options {
     pub user: Option<(String, String)>,
     /// Serve HTTPS with a certificate for `127.0.0.1` and `localhost` from a test CA.
     pub tls: bool,
+    /// With `user`: bearer tokens from a token server (the scheme of Docker Hub, GHCR, ...)
+    /// instead of basic auth. The server checks the user's basic credentials and signs a JWT
+    /// for the scope asked.
+    pub bearer: bool,
 }
 
 /// A running `docker-registry serve`. Its storage and log outlive restarts.
@@ -27,6 +31,7 @@ pub struct Registry {
     port: u16,
     tls: bool,
     child: Option<Child>,
+    _token_server: Option<TokenServer>,
 }
 
 impl Registry {
@@ -41,20 +46,34 @@ impl Registry {
         let root = dir.path();
         std::fs::create_dir_all(root.join("storage"))?;
         let mut auth = String::new();
-        if let Some((user, password)) = &options.user {
-            require_program("htpasswd", "apache2-utils");
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", user, password])
-                .output()
-                .context("running htpasswd")?;
-            if !out.status.success() {
-                bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut token_server = None;
+        match &options.user {
+            Some((user, password)) if options.bearer => {
+                let server = TokenServer::start(root, user, password)?;
+                auth = format!(
+                    "auth:\n  token:\n    realm: http://{}/token\n    service: test-registry\n    \
+                     issuer: test-issuer\n    rootcertbundle: {}\n",
+                    server.addr,
+                    root.join("token-cert.pem").display()
+                );
+                token_server = Some(server);
             }
-            std::fs::write(root.join("htpasswd"), out.stdout)?;
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
-                root.join("htpasswd").display()
-            );
+            Some((user, password)) => {
+                require_program("htpasswd", "apache2-utils");
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", user, password])
+                    .output()
+                    .context("running htpasswd")?;
+                if !out.status.success() {
+                    bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                std::fs::write(root.join("htpasswd"), out.stdout)?;
+                auth = format!(
+                    "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
+                    root.join("htpasswd").display()
+                );
+            }
+            None => {}
         }
         let mut tls = String::new();
         if options.tls {
@@ -79,6 +98,7 @@ impl Registry {
             port,
             tls: options.tls,
             child: None,
+            _token_server: token_server,
         };
         registry.restart()?;
         Ok(registry)
@@ -375,4 +395,151 @@ pub fn write_test_layout(dir: &Path, layer_size: usize, seed: u64) -> Result<Str
         ),
     )?;
     Ok(index)
+}
+
+/// A token server for distribution's `auth: token`: answers `GET /token?scope=...` with a JWT
+/// (RS256, signed by openssl with a key whose certificate the registry trusts, sent in `x5c`)
+/// when the request carries the right basic credentials, 401 otherwise.
+struct TokenServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, password: &str) -> Result<TokenServer> {
+        use base64::Engine;
+        require_program("openssl", "openssl");
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=test token issuer"])
+            .args(["-keyout", "token-key.pem", "-out", "token-cert.pem"])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .context("running openssl")?;
+        if !out.status.success() {
+            bail!("openssl failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let pem = std::fs::read_to_string(dir.join("token-cert.pem"))?;
+        let der_b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (stop2, dir, user) = (stop.clone(), dir.to_path_buf(), user.to_owned());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let _ = serve_token(conn, &expected, &der_b64, &dir, &user);
+            }
+        });
+        Ok(TokenServer { addr, stop })
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn serve_token(
+    mut conn: TcpStream,
+    expected_auth: &str,
+    x5c: &str,
+    dir: &Path,
+    user: &str,
+) -> Result<()> {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader, Write};
+    let url64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut authorized = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorized = value.trim() == expected_auth;
+        }
+    }
+    if !authorized {
+        let body = r#"{"details":"invalid credentials"}"#;
+        write!(
+            conn,
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        return Ok(());
+    }
+    // scope=repository:NAME:pull,push (URL-encoded) -> an access entry for NAME.
+    let query = request_line.split_whitespace().nth(1).unwrap_or_default();
+    let scope = query
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("scope="))
+        .unwrap_or_default()
+        .replace("%3A", ":")
+        .replace("%2C", ",")
+        .replace("%2F", "/");
+    let mut parts = scope.splitn(3, ':');
+    let (_, name, actions) = (parts.next(), parts.next(), parts.next());
+    let actions: Vec<&str> = actions.unwrap_or_default().split(',').collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let header = format!(r#"{{"typ":"JWT","alg":"RS256","x5c":["{x5c}"]}}"#);
+    let claims = format!(
+        r#"{{"iss":"test-issuer","sub":"{user}","aud":"test-registry","exp":{},"nbf":{},"iat":{},"jti":"{now}","access":[{{"type":"repository","name":"{}","actions":{}}}]}}"#,
+        now + 3600,
+        now - 60,
+        now - 60,
+        name.unwrap_or_default(),
+        serde_like_list(&actions)
+    );
+    let signing_input = format!("{}.{}", url64(header.as_bytes()), url64(claims.as_bytes()));
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(dir.join("token-key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    openssl
+        .stdin
+        .take()
+        .context("openssl stdin")?
+        .write_all(signing_input.as_bytes())?;
+    let signature = openssl.wait_with_output()?.stdout;
+    let token = format!("{signing_input}.{}", url64(&signature));
+    let body = format!(r#"{{"token":"{token}","expires_in":3600}}"#);
+    write!(
+        conn,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    Ok(())
+}
+
+fn serde_like_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    format!("[{}]", quoted.join(","))
 }

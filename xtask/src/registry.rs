@@ -278,6 +278,7 @@ pub struct Repo {
     source: CredentialSource,
     /// Scrubbed from every error message, in case a registry echoes it back.
     secret: Option<String>,
+    plain_http: bool,
     pub registry: String,
     pub repository: String,
     /// How often to try a step before giving up, and the first pause between tries.
@@ -329,6 +330,7 @@ impl Repo {
             auth,
             source,
             secret,
+            plain_http: plain,
             registry: registry.to_owned(),
             repository: repository.to_owned(),
             attempts: 5,
@@ -461,6 +463,11 @@ impl Repo {
             String::new()
         };
         let what = match status_of(err) {
+            Some(401) if self.source == CredentialSource::Anonymous => {
+                "the registry requires credentials (401 Unauthorized) and none were found: use \
+                 --username/--password-stdin, REGISTRY_USERNAME/REGISTRY_PASSWORD or docker login"
+                    .to_owned()
+            }
             Some(401) => format!(
                 "the registry rejected the credentials (401 Unauthorized; credentials from {})",
                 self.source
@@ -471,6 +478,10 @@ impl Repo {
                 self.source
             ),
             Some(404) => format!("unknown repository {repo} (404 Not Found)"),
+            // What a TLS server answers to plain HTTP.
+            Some(400) if self.plain_http => "the registry refused a plain-HTTP request (400 Bad \
+                                             Request): if it serves HTTPS, pass --ca-cert FILE"
+                .to_owned(),
             Some(code) if code >= 500 || code == 429 => {
                 format!("the registry kept failing (HTTP {code}){tries}")
             }

@@ -43,21 +43,16 @@ fn chart_push(repo: &str, package: &Path, home: &Path) -> Output {
 #[test]
 fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = testkit::workspace_root();
-    let chart_dir = root.join("charts/visit-tracker");
+    // The package `cargo xtask chart package` makes, written into the test's own directory.
     let packaged = tmp.path().join("packaged");
-    let out = helm_engine(&[
-        "helm-package",
-        chart_dir.to_str().unwrap(),
-        packaged.to_str().unwrap(),
-    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["chart", "package", "--out-dir"])
+        .arg(&packaged)
+        .current_dir(testkit::workspace_root())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let package = std::fs::read_dir(&packaged)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let package = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let version = package
         .file_stem()
         .unwrap()

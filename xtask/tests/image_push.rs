@@ -208,6 +208,7 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
     let registry = Registry::start_with(Options {
         user: Some((USER.into(), PASSWORD.into())),
         tls: true,
+        bearer: false,
     })
     .unwrap();
     let ca = registry.ca_cert().unwrap();
@@ -238,6 +239,35 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
         &home,
     );
     assert!(out.status.success(), "{}", text(&out));
+
+    // From a Docker credential helper named in the config (`credHelpers`), asked like docker does.
+    let helpers = tmp.path().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-vt-test");
+    std::fs::write(
+        &helper,
+        format!(
+            // Docker writes the host without a newline, so `read` sees EOF: test what it read.
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r host\n[ \"$host\" = {} ] || exit 1\n\
+             echo '{{\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n",
+            registry.addr()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(r#"{{"credHelpers":{{"{}":"vt-test"}}}}"#, registry.addr());
+    std::fs::write(home.join(".docker/config.json"), config).unwrap();
+    let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap());
+    let out = push(
+        &image,
+        &layout,
+        &["--tag", "from-helper", "--ca-cert", ca],
+        &[("PATH", &path)],
+        &home,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!text(&out).contains(PASSWORD));
 
     // From --password-stdin.
     let mut child = xtask(
@@ -303,11 +333,38 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
     // No credentials at all: the same clear refusal, saying none were found.
     let out = push(&image, &layout, &tls, &[], tmp.path());
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("anonymous"), "{}", text(&out));
+    assert!(
+        text(&out).contains("requires credentials (401 Unauthorized) and none were found"),
+        "{}",
+        text(&out)
+    );
 
-    // TLS without trusting the self-signed certificate is refused, with the flag that fixes it.
+    // Without --ca-cert a loopback registry is spoken to in plain HTTP, which a TLS registry
+    // refuses: the message names the flag that fixes it.
     let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
     assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("if it serves HTTPS, pass --ca-cert FILE"),
+        "{}",
+        text(&out)
+    );
+
+    // Trusting the wrong certificate (the server's own, not its CA): TLS verification fails.
+    let leaf = registry.ca_cert().unwrap().with_file_name("cert.pem");
+    let leaf = leaf.to_str().unwrap();
+    let out = push(
+        &image,
+        &layout,
+        &["--tag", "t", "--ca-cert", leaf],
+        &env,
+        tmp.path(),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("TLS handshake failed: trust the registry's CA with --ca-cert"),
+        "{all}"
+    );
 }
 
 fn base64(s: &str) -> String {
@@ -415,4 +472,143 @@ fn an_unreachable_registry_fails_with_a_clear_message() {
         )),
         "{all}"
     );
+}
+
+/// The release image of this checkout (both platforms), built once per test binary. Cargo's
+/// cache is shared with the image tests, so this is mostly assembly when they ran first.
+fn real_image() -> &'static xtask::image::build::Built {
+    static IMAGE: std::sync::OnceLock<xtask::image::build::Built> = std::sync::OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let sh = xshell::Shell::new().unwrap();
+        sh.change_dir(testkit::workspace_root());
+        let target = xtask::image::build::Workspace::load(&sh)
+            .unwrap()
+            .target_directory;
+        xtask::image::build::Build {
+            platform: xtask::image::oci::Platform::ALL.to_vec(),
+            output: Some(target.join("oci/visit-tracker-push-test")),
+            version: None,
+            source_date_epoch: None,
+            profile: "release".into(),
+        }
+        .build(&sh)
+        .expect("cargo xtask image build")
+    })
+}
+
+/// `podman` with what it needs on these machines: runc, host network, lowered ulimits.
+fn podman(args: &[&str]) -> Output {
+    Command::new("podman").args(args).output().unwrap()
+}
+
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
+    testkit::require_program("podman", "podman");
+    testkit::require_program("runc", "runc");
+    let tmp = tempfile::tempdir().unwrap();
+    let built = real_image();
+    let registry = Registry::start().unwrap();
+    let image = format!("{}/visit-tracker-{}", registry.addr(), std::process::id());
+    let out = push(&image, &built.output, &["--tag", "t"], &[], tmp.path());
+    assert!(out.status.success(), "{}", text(&out));
+    let reference = format!("{image}:t");
+    for arch in ["amd64", "arm64"] {
+        let out = podman(&[
+            "pull",
+            "--quiet",
+            "--tls-verify=false",
+            "--arch",
+            arch,
+            &reference,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let out = podman(&["image", "inspect", "--format", "{{.Architecture}}", &id]);
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            arch,
+            "{}",
+            text(&out)
+        );
+
+        let port = testkit::free_port();
+        let name = format!("push-test-{}-{arch}", std::process::id());
+        let listen = format!("LISTEN_ADDR=127.0.0.1:{port}");
+        let out = podman(&[
+            "run",
+            "--detach",
+            "--rm",
+            "--name",
+            &name,
+            "--runtime",
+            "runc",
+            "--network",
+            "host",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            "--env",
+            &listen,
+            &id,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        // arm64 runs under qemu-user: a generous start-up allowance on a busy machine.
+        let ready = testkit::wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(120));
+        let response = ready
+            .as_ref()
+            .ok()
+            .map(|_| get(&format!("127.0.0.1:{port}"), "/healthz"));
+        let logs = podman(&["logs", &name]);
+        podman(&["rm", "--force", "--time", "0", &name]);
+        podman(&["rmi", "--force", &id]);
+        ready.unwrap_or_else(|e| panic!("{arch}: {e}\n{}", text(&logs)));
+        let response = response.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{arch}: {response}");
+    }
+}
+
+#[test]
+fn a_bearer_token_registry_takes_the_credentials_and_refuses_wrong_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = layout(tmp.path(), 20_000);
+    let registry = Registry::start_with(Options {
+        user: Some((USER.into(), PASSWORD.into())),
+        tls: false,
+        bearer: true,
+    })
+    .unwrap();
+    let image = format!("{}/visit-tracker", registry.addr());
+    let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
+    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
+    assert!(out.status.success(), "{}\n{}", text(&out), registry.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{image}@{index_digest}")
+    );
+    assert!(!text(&out).contains(PASSWORD));
+
+    let wrong = "wrong-Pa55word-abc";
+    let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
+    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    let all = text(&out);
+    assert!(all.contains("rejected the credentials (401"), "{all}");
+    assert!(!all.contains(wrong) && !all.contains(PASSWORD), "{all}");
 }

@@ -1,6 +1,5 @@
 //! Pushes the OCI image layout to a registry: missing blobs, then manifests by digest, tags last.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,8 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
+use oci_spec::image::Descriptor;
 use xshell::{Shell, cmd};
 
+use super::layout::Layout;
 use crate::registry::{self, Progress, RegistryArgs, Repo, human, short};
 
 /// Pushes an OCI image layout to a registry: blobs the registry lacks, each platform manifest
@@ -41,14 +42,16 @@ impl Push {
         let (host, repository) = registry::split_repository(&self.image)?;
         let mut tags = self.tags.clone();
         if let Some(git_ref) = &self.tags_from_ref {
-            let sha = match &self.sha {
-                Some(s) => s.clone(),
-                None => match std::env::var("GITHUB_SHA") {
+            let git_ref = GitRef::parse(git_ref)?;
+            // Only branches are tagged with the commit: no git needed for release tags.
+            let sha = match (&self.sha, &git_ref) {
+                (Some(s), _) => s.clone(),
+                (None, GitRef::Branch(_)) => match std::env::var("GITHUB_SHA") {
                     Ok(s) if !s.is_empty() => s,
                     _ => cmd!(sh, "git rev-parse HEAD").quiet().read()?,
                 },
+                (None, _) => String::new(),
             };
-            let git_ref = GitRef::parse(git_ref)?;
             tags.extend(tags_for(&git_ref, &sha)?);
         }
         let tags = dedup(tags);
@@ -224,104 +227,61 @@ impl LayoutImage {
     }
 }
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
-/// Reads the image `index.json` points to (an image index or a single manifest), checking
-/// every manifest's digest; blobs are checked as they are uploaded.
+/// Reads the image `index.json` points to (the layout `image build` writes: one image index
+/// over per-platform manifests), checking the digest of every manifest; blob sizes are checked
+/// here, their digests by the registry as it receives them.
 pub fn read_layout(dir: &Path) -> Result<LayoutImage> {
-    let marker = dir.join("oci-layout");
     ensure!(
-        marker.is_file(),
+        dir.join("oci-layout").is_file(),
         "{} is not an OCI image layout (no oci-layout file): run `cargo xtask image build` first",
         dir.display()
     );
-    let index_path = dir.join("index.json");
-    let index: serde_json::Value = serde_json::from_slice(&registry::read(&index_path)?)
-        .with_context(|| format!("parsing {}", index_path.display()))?;
-    let entries = index["manifests"]
-        .as_array()
-        .with_context(|| format!("{}: no `manifests` array", index_path.display()))?;
-    let root = match entries.as_slice() {
-        [only] => only,
-        other => bail!(
-            "{}: expected one image, found {} entries",
-            index_path.display(),
-            other.len()
-        ),
-    };
+    let layout = Layout::open(dir)?;
+    let entry = layout.entry(None)?;
+    let index = layout.image_index(entry)?;
     let mut image = LayoutImage {
         blobs: Vec::new(),
         manifests: Vec::new(),
     };
-    walk(dir, root, &mut image)?;
-    let mut seen = std::collections::HashSet::new();
-    image.blobs.retain(|b| seen.insert(b.digest.clone()));
+    for platform in layout.platforms(&index)? {
+        let manifest = &platform.manifest;
+        for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
+            let path = layout.blob_path(d)?;
+            let size = std::fs::metadata(&path)
+                .with_context(|| format!("blob {} is missing: {}", d.digest(), path.display()))?
+                .len();
+            ensure!(
+                size == d.size(),
+                "{}: {size} bytes, but the descriptor says {}",
+                path.display(),
+                d.size()
+            );
+            if !image
+                .blobs
+                .iter()
+                .any(|b| b.digest == d.digest().to_string())
+            {
+                image.blobs.push(Blob {
+                    digest: d.digest().to_string(),
+                    size,
+                    path,
+                });
+            }
+        }
+        image
+            .manifests
+            .push(manifest_of(&layout, &platform.descriptor)?);
+    }
+    image.manifests.push(manifest_of(&layout, entry)?);
     Ok(image)
 }
 
-fn descriptor(dir: &Path, d: &serde_json::Value) -> Result<Blob> {
-    let digest = d["digest"]
-        .as_str()
-        .context("a descriptor has no digest")?
-        .to_owned();
-    let hex = digest
-        .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
-        .with_context(|| format!("`{digest}`: only sha256 digests are supported"))?;
-    let size = d["size"]
-        .as_u64()
-        .with_context(|| format!("descriptor {digest} has no size"))?;
-    let path = dir.join("blobs/sha256").join(hex);
-    let actual = std::fs::metadata(&path)
-        .with_context(|| format!("blob {digest} is missing: {}", path.display()))?
-        .len();
-    ensure!(
-        actual == size,
-        "{}: {actual} bytes, but the descriptor says {size}",
-        path.display()
-    );
-    Ok(Blob { digest, size, path })
-}
-
-fn walk(dir: &Path, d: &serde_json::Value, image: &mut LayoutImage) -> Result<()> {
-    let blob = descriptor(dir, d)?;
-    let bytes = registry::read(&blob.path)?;
-    let actual = format!("sha256:{}", crate::tools::hex_digest(&bytes));
-    ensure!(
-        actual == blob.digest,
-        "{}: content digest is {actual}, expected {}",
-        blob.path.display(),
-        blob.digest
-    );
-    let json: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("parsing manifest {}", blob.path.display()))?;
-    let media_type = d["mediaType"]
-        .as_str()
-        .or(json["mediaType"].as_str())
-        .with_context(|| format!("manifest {} has no media type", blob.digest))?
-        .to_owned();
-    if INDEX_TYPES.contains(&media_type.as_str()) {
-        for child in json["manifests"].as_array().into_iter().flatten() {
-            walk(dir, child, image)?;
-        }
-    } else {
-        let config = json
-            .get("config")
-            .with_context(|| format!("manifest {} has no config", blob.digest))?;
-        image.blobs.push(descriptor(dir, config)?);
-        for layer in json["layers"].as_array().into_iter().flatten() {
-            image.blobs.push(descriptor(dir, layer)?);
-        }
-    }
-    image.manifests.push(Manifest {
-        digest: blob.digest,
-        media_type,
-        bytes,
-    });
-    Ok(())
+fn manifest_of(layout: &Layout, d: &Descriptor) -> Result<Manifest> {
+    Ok(Manifest {
+        digest: d.digest().to_string(),
+        media_type: d.media_type().to_string(),
+        bytes: layout.read_blob(d)?,
+    })
 }
 
 /// What a push did.
@@ -392,15 +352,6 @@ pub async fn push(repo: &Repo, image: &LayoutImage, tags: &[String]) -> Result<P
         present: image.blobs.len() - missing.len(),
         bytes_sent: progress.sent(),
     })
-}
-
-/// Blob digests of a layout by role, for tests and benchmarks that compare two layouts.
-pub fn blob_digests(image: &LayoutImage) -> BTreeMap<String, u64> {
-    image
-        .blobs
-        .iter()
-        .map(|b| (b.digest.clone(), b.size))
-        .collect()
 }
 
 #[cfg(test)]
