@@ -164,6 +164,7 @@ fn defaults_are_production_defaults() {
         "REDIS_TLS",
         "REDIS_CA_CERT",
         "REDIS_KEY_PREFIX",
+        "REDIS_TIMEOUT",
         "REDIS_SENTINEL_MASTER",
         "REDIS_SENTINELS",
         "REDIS_CLUSTER_NODES",
