@@ -17,9 +17,11 @@ fn shell() -> Shell {
     sh
 }
 
-/// A scratch directory of this test binary, one per use.
+/// A scratch directory of this test run under target/tmp, one per use.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-chart-{}/{name}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chart-{}", std::process::id()))
+        .join(name);
     std::fs::create_dir_all(&dir).expect("creating a scratch directory");
     dir
 }
