@@ -15,7 +15,11 @@ const VENV: &str = "target/venv";
 pub fn venv(sh: &Shell) -> Result<PathBuf> {
     let root = sh.current_dir();
     let requirements = root.join(REQUIREMENTS);
-    let venv = root.join(VENV);
+    // Under CARGO_TARGET_DIR when set, so copies of the repository (act's runs) share one venv.
+    let venv = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir).join("venv"),
+        None => root.join(VENV),
+    };
     let bin = venv.join("bin");
     let wanted = hex_digest(
         &std::fs::read(&requirements).with_context(|| format!("reading {REQUIREMENTS}"))?,
@@ -24,7 +28,10 @@ pub fn venv(sh: &Shell) -> Result<PathBuf> {
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(bin);
     }
-    eprintln!("xtask: installing Python tools from {REQUIREMENTS} into {VENV}");
+    eprintln!(
+        "xtask: installing Python tools from {REQUIREMENTS} into {}",
+        venv.display()
+    );
     if !bin.join("python").exists() {
         cmd!(sh, "python3 -m venv {venv}")
             .run()

@@ -25,7 +25,7 @@ pub struct SecurityScan {
     /// RustSec advisory database to use offline (a checkout or a data-only snapshot with a
     /// `crates/` directory). Default: `../shared/advisory-db` next to the repository when it
     /// exists, otherwise cargo-deny fetches the current database.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "XTASK_ADVISORY_DB")]
     pub advisory_db: Option<PathBuf>,
     /// Write every finding to this SARIF 2.1.0 file (for GitHub code scanning).
     #[arg(long, value_name = "FILE")]
