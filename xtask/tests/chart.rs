@@ -17,9 +17,11 @@ fn shell() -> Shell {
     sh
 }
 
-/// A scratch directory of this test binary, one per use.
+/// A scratch directory of this test run under target/tmp, one per use.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-chart-{}/{name}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chart-{}", std::process::id()))
+        .join(name);
     std::fs::create_dir_all(&dir).expect("creating a scratch directory");
     dir
 }
@@ -164,6 +166,7 @@ fn defaults_are_production_defaults() {
         "REDIS_TLS",
         "REDIS_CA_CERT",
         "REDIS_KEY_PREFIX",
+        "REDIS_TIMEOUT",
         "REDIS_SENTINEL_MASTER",
         "REDIS_SENTINELS",
         "REDIS_CLUSTER_NODES",
@@ -400,4 +403,130 @@ fn entries(archive: &Path) -> BTreeSet<String> {
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .filter(|p| !p.ends_with('/'))
         .collect()
+}
+
+/// The service binary, started with the environment the chart renders (addresses pointed at the
+/// loopback Redis), killed on drop.
+struct Service {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// The service binary `cargo test --workspace` already built for the app's own tests; built here
+/// only when missing or older than the app's sources (`cargo build -p` resolves features apart
+/// from the workspace, so building unconditionally would compile every dependency again).
+fn service_binary(sh: &Shell) -> PathBuf {
+    let root = sh.current_dir();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("debug/visit-tracker");
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+    let sources = newest_mtime(&[root.join("app"), root.join("Cargo.lock")]);
+    if built.is_none() || built < sources {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        xshell::cmd!(
+            sh,
+            "{cargo} build --quiet --package visit-tracker --bin visit-tracker"
+        )
+        .run()
+        .expect("building the service");
+    }
+    binary
+}
+
+fn newest_mtime(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = paths.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            newest = newest.max(meta.modified().ok());
+        }
+    }
+    newest
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status line, body).
+fn get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn the_service_accepts_the_charts_environment_and_exports_every_series_the_chart_uses() {
+    let sh = shell();
+    let binary = service_binary(&sh);
+    let redis = testkit::redis::RedisServer::start();
+    let port = testkit::free_port();
+
+    // The default render's environment, as the kubelet would set it; the Secret-backed password is
+    // left out because this Redis has none.
+    let docs = case("default");
+    let container = &object(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let mut command = std::process::Command::new(&binary);
+    command.env_clear().stdout(std::process::Stdio::null());
+    for var in container["env"].as_array().unwrap() {
+        if let Some(value) = var["value"].as_str() {
+            command.env(var["name"].as_str().unwrap(), value);
+        }
+    }
+    command
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("REDIS_HOST", "127.0.0.1")
+        .env("REDIS_PORT", redis.port().to_string());
+    let service = Service {
+        child: command.spawn().expect("starting the service"),
+        port,
+    };
+    testkit::wait_for_port(
+        ([127, 0, 0, 1], service.port).into(),
+        std::time::Duration::from_secs(30),
+    )
+    .expect("the service listens with the chart's settings");
+
+    // Every variable the chart sets is one the service reads (clap lists them in --help).
+    let help = xshell::cmd!(sh, "{binary} --help").read().unwrap();
+    for var in container["env"].as_array().unwrap() {
+        let name = var["name"].as_str().unwrap();
+        assert!(
+            name == "RUST_LOG" || help.contains(&format!("[env: {name}")),
+            "the chart sets {name}, which the service does not read"
+        );
+    }
+
+    // Traffic first, so the labelled series exist.
+    assert!(
+        get(port, "/readyz").0.contains(" 200"),
+        "ready against Redis"
+    );
+    assert!(get(port, "/").0.contains(" 200"));
+    assert!(get(port, "/api/visits").0.contains(" 200"));
+    let (status, metrics) = get(port, "/metrics");
+    assert!(status.contains(" 200"), "{status}");
+    let exposed = lint::exposed_series(&metrics);
+    assert_eq!(
+        lint::missing_service_series(&exposed),
+        Vec::<String>::new(),
+        "declared in SERVICE_METRICS but not exported:\n{metrics}"
+    );
 }

@@ -17,9 +17,16 @@ use crate::tools;
 /// would pin an old image). Both files are checked before either is written.
 #[derive(Debug, Args)]
 pub struct Bump {
-    /// The new chart version (semver, higher than the current one).
-    #[arg(conflicts_with_all = ["patch", "minor", "major", "check"], required_unless_present_any = ["patch", "minor", "major", "check"])]
+    /// The new chart version (semver, higher than the current one); also `--version X`.
+    #[arg(
+        long = "version",
+        value_name = "VERSION",
+        conflicts_with_all = ["patch", "minor", "major", "check"],
+        required_unless_present_any = ["new_version", "patch", "minor", "major", "check"]
+    )]
     pub version: Option<String>,
+    #[arg(value_name = "VERSION", conflicts_with_all = ["version", "patch", "minor", "major", "check"], hide = true)]
+    pub new_version: Option<String>,
     /// Increase the patch version.
     #[arg(long, conflicts_with_all = ["minor", "major", "check"])]
     pub patch: bool,
@@ -36,8 +43,9 @@ pub struct Bump {
     #[arg(long)]
     pub digest: Option<String>,
     /// Only check: fail when files under charts/ changed since BASE_REF but `version` did not
-    /// increase (a pull-request check).
-    #[arg(long, value_name = "BASE_REF")]
+    /// increase (a pull-request check). Without BASE_REF: origin/$GITHUB_BASE_REF, else
+    /// origin/main.
+    #[arg(long, value_name = "BASE_REF", num_args = 0..=1, default_missing_value = "")]
     pub check: Option<String>,
 }
 
@@ -53,9 +61,13 @@ pub enum Increment {
 impl Bump {
     pub fn run(self, sh: &Shell) -> Result<()> {
         if let Some(base) = &self.check {
-            return check(sh, base);
+            return check(
+                sh,
+                &base_ref(base, std::env::var("GITHUB_BASE_REF").ok().as_deref()),
+            );
         }
-        let increment = match (&self.version, self.patch, self.minor, self.major) {
+        let version = self.version.or(self.new_version);
+        let increment = match (&version, self.patch, self.minor, self.major) {
             (Some(v), ..) => Increment::Exact(v.clone()),
             (None, true, ..) => Increment::Patch,
             (None, _, true, _) => Increment::Minor,
@@ -293,11 +305,25 @@ fn plain_is_string(value: &str) -> bool {
         )
 }
 
+/// The base of `--check`: as given, else the pull request's base branch on origin, else main.
+pub fn base_ref(given: &str, github_base_ref: Option<&str>) -> String {
+    match (given, github_base_ref.filter(|b| !b.is_empty())) {
+        ("", Some(branch)) => format!("origin/{branch}"),
+        ("", None) => "origin/main".to_owned(),
+        (given, _) => given.to_owned(),
+    }
+}
+
 /// `--check BASE_REF`: chart files changed since the merge base but `version` did not go up.
 fn check(sh: &Shell, base: &str) -> Result<()> {
     let merge_base = cmd!(sh, "git merge-base {base} HEAD")
         .read()
-        .with_context(|| format!("finding the merge base of {base} and HEAD"))?;
+        .with_context(|| {
+            format!(
+                "finding the merge base of {base} and HEAD (a shallow clone needs the history: \
+             `git fetch origin <branch>`, or actions/checkout with fetch-depth: 0)"
+            )
+        })?;
     let changed = cmd!(sh, "git diff --name-only {merge_base} -- charts/").read()?;
     let changed: Vec<&str> = changed.lines().filter(|l| !l.is_empty()).collect();
     let spec = format!("{merge_base}:{CHART_DIR}/Chart.yaml");
@@ -465,6 +491,41 @@ mod tests {
     }
 
     #[test]
+    fn check_base_defaults_to_the_pull_requests_base_branch() {
+        assert_eq!(base_ref("", Some("release-1")), "origin/release-1");
+        assert_eq!(base_ref("", Some("")), "origin/main");
+        assert_eq!(base_ref("", None), "origin/main");
+        assert_eq!(base_ref("v1.0.0", Some("main")), "v1.0.0");
+    }
+
+    #[test]
+    fn the_command_line_takes_the_version_either_way() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bump: Bump,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("bump").chain(args.iter().copied()))
+        };
+        let bump = parse(&["1.2.3"]).unwrap().bump;
+        assert_eq!(bump.version.or(bump.new_version).as_deref(), Some("1.2.3"));
+        let bump = parse(&["--version", "1.2.3", "--app-version", "1.2.3"])
+            .unwrap()
+            .bump;
+        assert_eq!(bump.version.as_deref(), Some("1.2.3"));
+        assert_eq!(parse(&["--check"]).unwrap().bump.check.as_deref(), Some(""));
+        assert_eq!(
+            parse(&["--check", "main"]).unwrap().bump.check.as_deref(),
+            Some("main")
+        );
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["1.2.3", "--patch"]).is_err());
+        assert!(parse(&["1.2.3", "--version", "1.2.4"]).is_err());
+    }
+
+    #[test]
     fn version_check_needs_a_bump_only_when_charts_changed() {
         assert!(version_increased(&[], Some("0.1.0"), "0.1.0").is_ok());
         assert!(version_increased(&["charts/visit-tracker/values.yaml"], None, "0.1.0").is_ok());
@@ -504,6 +565,7 @@ mod file_tests {
     fn bump(version: &str) -> Bump {
         Bump {
             version: Some(version.to_owned()),
+            new_version: None,
             patch: false,
             minor: false,
             major: false,

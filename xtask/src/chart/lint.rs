@@ -83,6 +83,11 @@ pub struct Lint {
 impl Lint {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let work = sh.current_dir().join("target/chart-lint");
+        if self.fix_readme {
+            // First, so the README is fixed even when a later check fails.
+            step("README parameters (--fix-readme)");
+            readme(sh, &work, true)?;
+        }
         let engine = Engine::new(sh)?;
         step("render (Helm engine)");
         let rendered = engine.render_all(sh, &work.join("rendered"))?;
@@ -106,7 +111,7 @@ impl Lint {
         step("bad values are refused");
         engine.refuse_bad_values(sh)?;
         step("README parameters");
-        readme(sh, &work, self.fix_readme)?;
+        readme(sh, &work, false)?;
         eprintln!("\nchart lint: all checks passed");
         Ok(())
     }

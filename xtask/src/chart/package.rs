@@ -20,7 +20,7 @@ pub const OUT_DIR: &str = "target/charts";
 #[derive(Debug, Args)]
 pub struct Package {
     /// Directory to write visit-tracker-<version>.tgz into.
-    #[arg(long, default_value = OUT_DIR)]
+    #[arg(long, visible_alias = "output", default_value = OUT_DIR)]
     pub out_dir: PathBuf,
 }
 
