@@ -600,14 +600,12 @@ pub fn panel_exprs(dashboard: &Value) -> Vec<(String, String)> {
         .flatten()
     {
         let query = var["query"].as_str().unwrap_or_default();
-        if let Some(args) = query
+        let args = query
             .strip_prefix("label_values(")
-            .and_then(|q| q.strip_suffix(')'))
-        {
-            if let Some((selector, _label)) = args.rsplit_once(',') {
-                let name = var["name"].as_str().unwrap_or("?");
-                out.push((format!("variable ${name}"), selector.trim().to_owned()));
-            }
+            .and_then(|q| q.strip_suffix(')'));
+        if let Some((selector, _label)) = args.and_then(|a| a.rsplit_once(',')) {
+            let name = var["name"].as_str().unwrap_or("?");
+            out.push((format!("variable ${name}"), selector.trim().to_owned()));
         }
     }
     out
