@@ -151,11 +151,11 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
     let v = semver::Version::parse(&version).unwrap();
     let mut tags = vec![version.clone()];
     if v.pre.is_empty() {
-        tags.extend([
-            format!("{}.{}", v.major, v.minor),
-            v.major.to_string(),
-            "latest".into(),
-        ]);
+        tags.extend([format!("{}.{}", v.major, v.minor), "latest".into()]);
+        // Like docker/metadata-action, no bare `0` tag: 0.x releases promise no compatibility.
+        if v.major > 0 {
+            tags.push(v.major.to_string());
+        }
     }
     for tag in &tags {
         assert_eq!(raw(tag), index, "{tag} points elsewhere");
