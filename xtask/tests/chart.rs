@@ -162,6 +162,7 @@ fn defaults_are_production_defaults() {
         "REDIS_USERNAME",
         "REDIS_PASSWORD",
         "REDIS_TLS",
+        "REDIS_CA_CERT",
         "REDIS_KEY_PREFIX",
         "REDIS_SENTINEL_MASTER",
         "REDIS_SENTINELS",
@@ -281,7 +282,16 @@ fn environments_and_all_on_render_what_they_promise() {
     ] {
         assert!(kinds.contains(kind), "all-on renders no {kind}: {kinds:?}");
     }
-    let dashboard = object(&case("all-on"), "ConfigMap").clone();
+    let all_on = case("all-on");
+    let pod = &object(&all_on, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "redis-ca");
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    let ca = env
+        .iter()
+        .find(|e| e["name"] == "REDIS_CA_CERT")
+        .expect("REDIS_CA_CERT");
+    assert_eq!(ca["value"], "/etc/visit-tracker/redis-ca/ca.crt");
+    let dashboard = object(&all_on, "ConfigMap").clone();
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
     let json = dashboard["data"]["visit-tracker.json"].as_str().unwrap();
     let json: Value = serde_json::from_str(json).expect("the dashboard is JSON");

@@ -115,3 +115,26 @@ Cluster addresses, so the NetworkPolicy follows whatever mode is configured.
 {{- define "visit-tracker.promSelector" -}}
 job="{{ include "visit-tracker.fullname" . }}", namespace="{{ .Release.Namespace }}"
 {{- end }}
+
+{{/*
+A Kubernetes quantity (`500m`, `128Mi`, `1`) as a plain number, so the chart can refuse requests
+above limits before the API server does (halfway through an upgrade).
+*/}}
+{{- define "visit-tracker.quantity" -}}
+{{- $q := toString . }}
+{{- $suffix := regexFind "[A-Za-z]+$" $q }}
+{{- $factors := dict "" 1.0 "m" 0.001 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 }}
+{{- mulf (trimSuffix $suffix $q | float64) (get $factors $suffix) }}
+{{- end }}
+
+{{/* Fails when a resource request is above its limit (`what` names the values key). */}}
+{{- define "visit-tracker.requestsWithinLimits" -}}
+{{- $what := index . 0 }}
+{{- $resources := index . 1 }}
+{{- range $name, $request := ($resources.requests | default dict) }}
+{{- $limit := get ($resources.limits | default dict) $name }}
+{{- if and $limit (gt (include "visit-tracker.quantity" $request | float64) (include "visit-tracker.quantity" $limit | float64)) }}
+{{- fail (printf "%s.requests.%s (%v) is above %s.limits.%s (%v)" $what $name $request $what $name $limit) }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -211,6 +211,7 @@ impl Engine {
         );
         let (python, script) = (self.python(), &self.script);
         cmd!(sh, "{python} {script} refuse {CHART_DIR} {files...}")
+            .quiet()
             .run()
             .context("a bad values file was not refused as expected")
     }
