@@ -4,7 +4,7 @@
 //! `target/act/actions/`, so nothing is fetched; the steps that matter are `cargo xtask ...` and
 //! run for real. The GitHub-only steps (`if: ${{ !env.ACT }}`) are skipped by the workflows.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -82,13 +82,20 @@ impl Act {
             }
             args.extend(["-s".into(), name.to_owned()]);
         }
-        // Builds inside act reuse what is already compiled here.
+        // Builds inside act reuse what is already compiled here: cargo's intermediate artifacts
+        // (build-dir) are shared, while final binaries and images go to a target directory of
+        // their own, so act's copy of the repository never overwrites this checkout's xtask.
         let target_dir = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
+            .map(|d| root.join(d))
             .unwrap_or_else(|_| root.join("target"));
         args.extend([
             "--env".into(),
-            format!("CARGO_TARGET_DIR={}", target_dir.display()),
+            format!("CARGO_BUILD_BUILD_DIR={}", target_dir.display()),
+            "--env".into(),
+            format!(
+                "CARGO_TARGET_DIR={}",
+                target_dir.join("act/target").display()
+            ),
         ]);
         if let Some(db) = crate::scan::deps::advisory_db_dir(&root, None) {
             // act runs in a copy of the repository, where the snapshot is not beside it.

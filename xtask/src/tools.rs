@@ -15,8 +15,10 @@ const VENV: &str = "target/venv";
 pub fn venv(sh: &Shell) -> Result<PathBuf> {
     let root = sh.current_dir();
     let requirements = root.join(REQUIREMENTS);
-    // Under CARGO_TARGET_DIR when set, so copies of the repository (act's runs) share one venv.
-    let venv = match std::env::var_os("CARGO_TARGET_DIR") {
+    // Under cargo's build directory when set, so copies of the repository (act's runs) share one
+    // venv with the checkout they were copied from.
+    let shared = std::env::var_os("CARGO_BUILD_BUILD_DIR").or(std::env::var_os("CARGO_TARGET_DIR"));
+    let venv = match shared {
         Some(dir) => root.join(dir).join("venv"),
         None => root.join(VENV),
     };

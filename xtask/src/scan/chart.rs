@@ -1,5 +1,5 @@
-//! Chart policy: checkov over the chart rendered by the real Helm engine, with the chart's own
-//! checkov settings (`charts/tests/checkov.yaml`).
+//! Chart policy: checkov over the chart rendered by the real Helm engine (`chart lint`'s renders),
+//! with the chart's own checkov settings (`charts/tests/checkov.yaml`).
 
 use std::path::Path;
 
@@ -10,26 +10,17 @@ use xshell::{Shell, cmd};
 use super::{Finding, relative};
 use crate::tools;
 
-const CHART: &str = "charts/visit-tracker";
 const CHECKOV_CONFIG: &str = "charts/tests/checkov.yaml";
-/// Value sets whose renders are checked: the defaults, and everything optional switched on.
-const CASES: [&str; 2] = ["defaults=", "all-on=charts/tests/all-on.yaml"];
 
-/// Renders the chart under `target/security-scan/chart/` (in its own namespace, as installed) and
-/// runs checkov over it.
+/// Renders the chart like `chart lint` does (defaults, every values-<env>.yaml and
+/// charts/tests/all-on.yaml, in the chart's own namespace) under `target/security-scan/chart/`
+/// and runs checkov over it, with findings at the rendered file and line.
 pub fn scan(sh: &Shell) -> Result<Vec<Finding>> {
-    let python = tools::python_tool(sh, "python")?;
     let out = sh.current_dir().join("target/security-scan/chart");
-    let _ = std::fs::remove_dir_all(&out);
-    let cases = CASES;
-    cmd!(
-        sh,
-        "{python} xtask/src/chart/helm_engine.py render {CHART} {out} visit-tracker visit-tracker {cases...}"
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .with_context(|| format!("rendering {CHART}"))?;
+    let engine = crate::chart::lint::Engine::new(sh)?;
+    engine
+        .render_all(sh, &out)
+        .context("rendering the chart for the policy check")?;
     checkov(sh, &out)
 }
 
