@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{Service, client, eventually, get_json, post_json};
+use common::{Service, client, eventually, get_json, post_json, post_until_counted};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use testkit::redis::{AclUser, RedisCluster, RedisSentinel, RedisServer};
@@ -170,15 +170,7 @@ async fn redis_outage_gives_503_then_recovers_without_restart() {
 
     redis.start_again();
     // The first calls after the restart may still meet the dead connection; then it is back.
-    eventually(
-        "the service to reach Redis again",
-        Duration::from_secs(30),
-        || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { post_json(&http, &url).await.0 == 200 }
-        },
-    )
-    .await;
+    post_until_counted(&http, &url, "the service to reach Redis again").await;
     counted += 1;
     for _ in 0..3 {
         assert_eq!(post_json(&http, &url).await.0, 200);
@@ -519,15 +511,7 @@ async fn sentinel_mode_counts_and_follows_a_failover() {
 
     setup.failover();
     // The old master turns replica: writes fail until the service asks the Sentinel again.
-    eventually(
-        "writes to reach the new master",
-        Duration::from_secs(30),
-        || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { post_json(&http, &url).await.0 == 200 }
-        },
-    )
-    .await;
+    post_until_counted(&http, &url, "writes to reach the new master").await;
     counted += 1;
     let (status, body) = post_json(&http, &url).await;
     assert_eq!(status, 200, "{body}");

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -39,6 +40,16 @@ pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
         })
 }
 
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The workspace root, for tests that run tasks or read the chart.
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -48,3 +59,4 @@ pub fn workspace_root() -> PathBuf {
 }
 pub mod redis;
 pub mod registry;
+pub mod tls;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::tls::{CA_CERT, SERVER_CERT, SERVER_KEY};
 use crate::{free_port, require_program};
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -45,84 +46,9 @@ impl RedisServer {
     /// A server that speaks only TLS, with a certificate for 127.0.0.1 signed by a fresh test
     /// CA whose certificate is [`RedisServer::ca_cert`].
     pub fn start_tls() -> RedisServer {
-        require_program("openssl", "openssl");
         let mut server = Self::start_with(None, &[]);
         server.stop();
-        let dir = server.dir.path().to_owned();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("running openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &[
-                    "req",
-                    "-x509",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=testkit CA",
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.crt",
-                ][..],
-                &ec,
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &[
-                    "req",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                ][..],
-                &ec,
-            ]
-            .concat(),
-        );
-        std::fs::write(
-            dir.join("san.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        )
-        .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ]);
+        crate::tls::make_certificates(server.dir.path()).expect("making test certificates");
         let port = server.port.to_string();
         server.args.extend(
             [
@@ -131,11 +57,11 @@ impl RedisServer {
                 "--tls-port",
                 &port,
                 "--tls-cert-file",
-                "server.crt",
+                SERVER_CERT,
                 "--tls-key-file",
-                "server.key",
+                SERVER_KEY,
                 "--tls-ca-cert-file",
-                "ca.crt",
+                CA_CERT,
                 "--tls-auth-clients",
                 "no",
             ]
@@ -148,7 +74,7 @@ impl RedisServer {
 
     /// The CA certificate (PEM) that signed a TLS server's certificate.
     pub fn ca_cert(&self) -> std::path::PathBuf {
-        self.dir.path().join("ca.crt")
+        self.dir.path().join(CA_CERT)
     }
 
     /// A server with an optional ACL user and extra `redis-server` arguments.

@@ -80,8 +80,8 @@ impl Registry {
             make_certificate(root)?;
             tls = format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                root.join("cert.pem").display(),
-                root.join("key.pem").display()
+                root.join(crate::tls::SERVER_CERT).display(),
+                root.join(crate::tls::SERVER_KEY).display()
             );
         }
         let port = free_port();
@@ -115,7 +115,7 @@ impl Registry {
 
     /// The CA certificate (PEM) that signed the server's, when started with TLS.
     pub fn ca_cert(&self) -> Option<PathBuf> {
-        self.tls.then(|| self.dir.path().join("ca.pem"))
+        self.tls.then(|| self.dir.path().join(crate::tls::CA_CERT))
     }
 
     /// A directory holding the certificate as `ca.crt`, for `skopeo --cert-dir` and the like.
@@ -182,83 +182,12 @@ impl Drop for Registry {
     }
 }
 
-/// A test CA (`ca.pem`, also as `certs.d/ca.crt`) and a server certificate it signed for
-/// 127.0.0.1/localhost (`cert.pem`, `key.pem`), made with openssl in `dir`.
+/// The test certificates of [`crate::tls`], and the CA also as `certs.d/ca.crt` (the layout
+/// `skopeo --cert-dir` reads).
 fn make_certificate(dir: &Path) -> Result<()> {
-    require_program("openssl", "openssl");
-    let openssl = |args: &[&str]| -> Result<()> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .context("running openssl")?;
-        if !out.status.success() {
-            bail!(
-                "openssl {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    openssl(
-        &[
-            &["req", "-x509"],
-            &ec[..],
-            &["-days", "2", "-subj", "/CN=test CA"],
-        ]
-        .concat()
-        .iter()
-        .chain(&["-keyout", "ca-key.pem", "-out", "ca.pem"])
-        .copied()
-        .collect::<Vec<_>>(),
-    )?;
-    openssl(
-        &[
-            &["req"],
-            &ec[..],
-            &[
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-                "key.pem",
-                "-out",
-                "req.pem",
-            ],
-        ]
-        .concat(),
-    )?;
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n\
-         extendedKeyUsage=serverAuth\n",
-    )?;
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.pem",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "cert.pem",
-    ])?;
+    crate::tls::make_certificates(dir)?;
     std::fs::create_dir_all(dir.join("certs.d"))?;
-    std::fs::copy(dir.join("ca.pem"), dir.join("certs.d/ca.crt"))?;
+    std::fs::copy(dir.join(crate::tls::CA_CERT), dir.join("certs.d/ca.crt"))?;
     Ok(())
 }
 

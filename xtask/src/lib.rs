@@ -78,3 +78,23 @@ pub fn project_root() -> PathBuf {
 pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
+
+/// Appends `name=value` lines to `$GITHUB_OUTPUT` when running under GitHub Actions (or act), so
+/// later steps can read them as `steps.<id>.outputs.<name>`; does nothing elsewhere.
+pub fn github_output(outputs: &[(&str, &str)]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let lines: String = outputs
+        .iter()
+        .map(|(name, value)| format!("{name}={value}\n"))
+        .collect();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut out| out.write_all(lines.as_bytes()))
+        .with_context(|| format!("writing to $GITHUB_OUTPUT {}", path.to_string_lossy()))
+}

@@ -208,19 +208,11 @@ impl Release {
         }
         // release.yml's later steps (signing, attestations, the GitHub release) read these; the
         // image digest is already there, written by `image push`.
-        if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) {
-            use std::io::Write;
-            let mut out = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .with_context(|| format!("opening $GITHUB_OUTPUT {}", path.to_string_lossy()))?;
-            writeln!(
-                out,
-                "image-name={}\nchart={}\nsbom={SBOM_PATH}",
-                plan.image, plan.chart_package
-            )?;
-        }
+        crate::github_output(&[
+            ("image-name", &plan.image),
+            ("chart", &plan.chart_package),
+            ("sbom", SBOM_PATH),
+        ])?;
         eprintln!("\nrelease {}: done", self.tag);
         Ok(())
     }

@@ -4,16 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use testkit::describe;
 use testkit::registry::Registry;
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// The venv's python running the Helm engine driver with `args`.
 fn helm_engine(args: &[&str]) -> Output {
@@ -51,7 +43,7 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
         .current_dir(testkit::workspace_root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let package = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let version = package
         .file_stem()
@@ -65,10 +57,10 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
     let registry = Registry::start().unwrap();
     let repo = format!("oci://{}/charts", registry.addr());
     let out = chart_push(&repo, &package, tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let pushed = format!("{}/charts/visit-tracker:{version}@sha256:", registry.addr());
-    assert!(stdout.starts_with(&pushed), "{}", text(&out));
+    assert!(stdout.starts_with(&pushed), "{}", describe(&out));
     assert_eq!(
         registry.blob_uploads(),
         2,
@@ -81,7 +73,7 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
     std::fs::create_dir(&pulled).unwrap();
     let reference = format!("{repo}/visit-tracker");
     let out = helm_engine(&["pull", &reference, &version, pulled.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["name"], "visit-tracker", "{info}");
     assert_eq!(info["version"], version.as_str(), "{info}");
@@ -94,7 +86,7 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
 
     // Pushed again: both blobs are found, nothing is uploaded, the tag is rewritten in place.
     let out = chart_push(&repo, &package, tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(registry.blob_uploads(), 2, "{}", registry.log());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chart already in the registry"));
 
@@ -102,8 +94,8 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
     let out = chart_push(&registry.addr(), &package, tmp.path());
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("expected oci://HOST/PATH"),
+        describe(&out).contains("expected oci://HOST/PATH"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }

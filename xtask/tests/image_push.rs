@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::describe;
 use testkit::registry::{Options, Registry, SlowProxy, write_test_layout};
 
 const USER: &str = "pusher";
@@ -35,13 +36,13 @@ fn push(image: &str, layout: &Path, extra: &[&str], env: &[(&str, &str)], home: 
     xtask(&args, env, home).output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// Asserts that the task said `expected` on stderr.
+fn assert_said(out: &Output, expected: &str) {
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(expected),
+        "expected {expected:?} on stderr; {}",
+        describe(out)
+    );
 }
 
 fn layout(dir: &Path, layer_size: usize) -> (PathBuf, String) {
@@ -86,13 +87,13 @@ fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
         &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
         tmp.path(),
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.trim(),
         format!("{image}@{index_digest}"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let written = std::fs::read_to_string(&outputs).unwrap();
     assert!(
@@ -106,7 +107,7 @@ fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
     // The registry serves the index under each tag with the layout's exact bytes.
     for tag in ["1.2.3", "1.2", "latest"] {
         let raw = skopeo_inspect_raw(&format!("{image}:{tag}"), &["--tls-verify=false"]);
-        assert!(raw.status.success(), "{}", text(&raw));
+        assert!(raw.status.success(), "{}", describe(&raw));
         assert_eq!(sha256_of(&raw.stdout), index_digest, "tag {tag}");
     }
 
@@ -118,7 +119,7 @@ fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
         .arg(format!("oci:{}:copy", copy.display()))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(blob_names(&copy), blob_names(&layout));
     for name in blob_names(&layout) {
         let (a, b) = (
@@ -135,7 +136,7 @@ fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
     // A second push of the same image: every blob is found with HEAD, none is sent again.
     let log_before = registry.log().len();
     let out = push(&image, &layout, &["--tag", "1.2.3"], &[], tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(
         registry.blob_uploads(),
         4,
@@ -154,12 +155,7 @@ fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
         !second.contains("\"POST /v2/team/visit-tracker/blobs/uploads"),
         "{second}"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("0 blobs uploaded (0 B), 4 already there"),
-        "{}",
-        text(&out)
-    );
+    assert_said(&out, "0 blobs uploaded (0 B), 4 already there");
 }
 
 #[test]
@@ -176,12 +172,8 @@ fn tags_are_checked_before_anything_is_sent() {
         &[],
         tmp.path(),
     );
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("invalid tag `bad:tag`"),
-        "{}",
-        text(&out)
-    );
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_said(&out, "invalid tag `bad:tag`");
     assert_eq!(registry.log(), before, "nothing may reach the registry");
 
     // Tags from a git ref: a release tag gives the metadata-action set.
@@ -192,13 +184,8 @@ fn tags_are_checked_before_anything_is_sent() {
         &[],
         tmp.path(),
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("tags: 0.3.1, 0.3, latest"),
-        "{}",
-        text(&out)
-    );
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_said(&out, "tags: 0.3.1, 0.3, latest");
 }
 
 #[test]
@@ -219,8 +206,8 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
     // Right credentials from the environment.
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
     let out = push(&image, &layout, &tls, &env, tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(PASSWORD));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!describe(&out).contains(PASSWORD));
 
     // From a Docker config file, as `docker login` writes it (base64 user:password).
     let home = tmp.path().join("home");
@@ -238,7 +225,7 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
         &[],
         &home,
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
 
     // From a Docker credential helper named in the config (`credHelpers`), asked like docker does.
     let helpers = tmp.path().join("helpers");
@@ -266,8 +253,8 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
         &[("PATH", &path)],
         &home,
     );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains(PASSWORD));
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!describe(&out).contains(PASSWORD));
 
     // From --password-stdin.
     let mut child = xtask(
@@ -299,7 +286,7 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
     use std::io::Write;
     writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
 
     let raw = skopeo_inspect_raw(
         &format!("{image}:from-stdin"),
@@ -310,15 +297,15 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
             &format!("{USER}:{PASSWORD}"),
         ],
     );
-    assert!(raw.status.success(), "{}", text(&raw));
+    assert!(raw.status.success(), "{}", describe(&raw));
     assert_eq!(sha256_of(&raw.stdout), index_digest);
 
     // Wrong password: a clear refusal naming the registry, non-zero exit, no password anywhere.
     let wrong = "wrong-Pa55word-abc";
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
     let out = push(&image, &layout, &tls, &env, tmp.path());
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let all = describe(&out);
     assert!(
         all.contains(&format!(
             "registry {}, repository visit-tracker",
@@ -332,21 +319,21 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
 
     // No credentials at all: the same clear refusal, saying none were found.
     let out = push(&image, &layout, &tls, &[], tmp.path());
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
     assert!(
-        text(&out).contains("requires credentials (401 Unauthorized) and none were found"),
+        describe(&out).contains("requires credentials (401 Unauthorized) and none were found"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 
     // Without --ca-cert a loopback registry is spoken to in plain HTTP, which a TLS registry
     // refuses: the message names the flag that fixes it.
     let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
     assert!(
-        text(&out).contains("if it serves HTTPS, pass --ca-cert FILE"),
+        describe(&out).contains("if it serves HTTPS, pass --ca-cert FILE"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 
     // Trusting the wrong certificate (the server's own, not its CA): TLS verification fails.
@@ -359,8 +346,8 @@ fn credentials_over_tls_from_env_docker_config_and_stdin() {
         &env,
         tmp.path(),
     );
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let all = describe(&out);
     assert!(
         all.contains("TLS handshake failed: trust the registry's CA with --ca-cert"),
         "{all}"
@@ -408,8 +395,8 @@ fn a_push_cut_by_a_registry_crash_fails_clearly_and_the_next_run_completes() {
     }
     registry.stop();
     let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let all = describe(&out);
     assert!(all.contains(&format!("registry {}", proxy.addr())), "{all}");
     assert!(all.contains("uploading blob sha256:"), "{all}");
 
@@ -419,15 +406,15 @@ fn a_push_cut_by_a_registry_crash_fails_clearly_and_the_next_run_completes() {
         &format!("{}/visit-tracker:v1", registry.addr()),
         &["--tls-verify=false"],
     );
-    assert!(!raw.status.success(), "{}", text(&raw));
+    assert!(!raw.status.success(), "{}", describe(&raw));
 
     let out = push(&image, &layout, &["--tag", "v1"], &[], tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let raw = skopeo_inspect_raw(
         &format!("{}/visit-tracker:v1", registry.addr()),
         &["--tls-verify=false"],
     );
-    assert!(raw.status.success(), "{}", text(&raw));
+    assert!(raw.status.success(), "{}", describe(&raw));
     assert_eq!(sha256_of(&raw.stdout), index_digest);
 }
 
@@ -464,8 +451,8 @@ fn an_unreachable_registry_fails_with_a_clear_message() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let all = describe(&out);
     assert!(
         all.contains(&format!(
             "registry 127.0.0.1:{port}, repository x: logging in: unreachable after 5 tries"
@@ -526,7 +513,7 @@ fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
     let registry = Registry::start().unwrap();
     let image = format!("{}/visit-tracker-{}", registry.addr(), std::process::id());
     let out = push(&image, &built.output, &["--tag", "t"], &[], tmp.path());
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", describe(&out));
     let reference = format!("{image}:t");
     for arch in ["amd64", "arm64"] {
         let out = podman(&[
@@ -537,14 +524,14 @@ fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
             arch,
             &reference,
         ]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", describe(&out));
         let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         let out = podman(&["image", "inspect", "--format", "{{.Architecture}}", &id]);
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
             arch,
             "{}",
-            text(&out)
+            describe(&out)
         );
 
         let port = testkit::free_port();
@@ -568,7 +555,7 @@ fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
             &listen,
             &id,
         ]);
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", describe(&out));
         // arm64 runs under qemu-user: a generous start-up allowance on a busy machine.
         let ready = testkit::wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(120));
         let response = ready
@@ -578,7 +565,7 @@ fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
         let logs = podman(&["logs", &name]);
         podman(&["rm", "--force", "--time", "0", &name]);
         podman(&["rmi", "--force", &id]);
-        ready.unwrap_or_else(|e| panic!("{arch}: {e}\n{}", text(&logs)));
+        ready.unwrap_or_else(|e| panic!("{arch}: {e}\n{}", describe(&logs)));
         let response = response.unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{arch}: {response}");
     }
@@ -597,18 +584,23 @@ fn a_bearer_token_registry_takes_the_credentials_and_refuses_wrong_ones() {
     let image = format!("{}/visit-tracker", registry.addr());
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
     let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
-    assert!(out.status.success(), "{}\n{}", text(&out), registry.log());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        describe(&out),
+        registry.log()
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("{image}@{index_digest}")
     );
-    assert!(!text(&out).contains(PASSWORD));
+    assert!(!describe(&out).contains(PASSWORD));
 
     let wrong = "wrong-Pa55word-abc";
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
     let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
-    assert!(!out.status.success(), "{}", text(&out));
-    let all = text(&out);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let all = describe(&out);
     assert!(all.contains("rejected the credentials (401"), "{all}");
     assert!(!all.contains(wrong) && !all.contains(PASSWORD), "{all}");
 }

@@ -194,3 +194,12 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// POSTs to `url` until one is counted (200), e.g. while the service finds Redis again after an
+/// outage or a failover; panics with `what` after 30 s.
+pub async fn post_until_counted(client: &reqwest::Client, url: &str, what: &str) {
+    eventually(what, Duration::from_secs(30), || async {
+        post_json(client, url).await.0 == 200
+    })
+    .await;
+}

@@ -60,19 +60,20 @@ impl PushBench {
         let oci = format!("oci:{}", layout.display());
         // Each push gets a fresh registry: skopeo remembers where it saw a blob and would mount
         // it from the other tool's repository instead of uploading it.
+        let push_to = |registry: &str| {
+            let repo = format!("{registry}/bench/visit-tracker");
+            cmd!(
+                sh,
+                "{task} image push --image {repo} --layout {layout} --tag bench"
+            )
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+        };
         let ours_run = || -> Result<Duration> {
             let registry = Registry::start()?;
-            let repo = format!("{}/bench/visit-tracker", registry.addr());
-            time(|| {
-                cmd!(
-                    sh,
-                    "{task} image push --image {repo} --layout {layout} --tag bench"
-                )
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-            })
+            time(|| push_to(&registry.addr()))
         };
         let theirs_run = || -> Result<Duration> {
             let registry = Registry::start()?;
@@ -99,29 +100,11 @@ impl PushBench {
             }
         }
         let registry = Registry::start()?;
-        let repo = format!("{}/bench/visit-tracker", registry.addr());
-        cmd!(
-            sh,
-            "{task} image push --image {repo} --layout {layout} --tag bench"
-        )
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()?;
+        push_to(&registry.addr())?;
         // The re-push goes through a counting proxy, so the bytes are what went on the wire.
         let proxy = SlowProxy::start(registry.socket_addr(), u64::MAX)?;
         let uploads_before = registry.blob_uploads();
-        let repo = format!("{}/bench/visit-tracker", proxy.addr());
-        let repush = time(|| {
-            cmd!(
-                sh,
-                "{task} image push --image {repo} --layout {layout} --tag bench"
-            )
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-        })?;
+        let repush = time(|| push_to(&proxy.addr()))?;
         let blob_uploads = registry.blob_uploads() - uploads_before;
 
         let (m_ours, m_theirs) = (median(&mut ours), median(&mut theirs));

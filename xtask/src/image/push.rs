@@ -1,6 +1,5 @@
 //! Pushes the OCI image layout to a registry: missing blobs, then manifests by digest, tags last.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,19 +77,11 @@ impl Push {
             }
         );
         println!("{reference}");
-        if let Some(path) = std::env::var_os("GITHUB_OUTPUT").filter(|p| !p.is_empty()) {
-            let mut out = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(&path)
-                .with_context(|| format!("opening $GITHUB_OUTPUT {}", path.to_string_lossy()))?;
-            writeln!(
-                out,
-                "digest={}\ntags={}\nimage={reference}",
-                pushed.digest,
-                tags.join(",")
-            )?;
-        }
+        crate::github_output(&[
+            ("digest", &pushed.digest),
+            ("tags", &tags.join(",")),
+            ("image", &reference),
+        ])?;
         Ok(())
     }
 }
