@@ -66,7 +66,8 @@ impl Keys {
     }
 
     pub fn day(&self, date: NaiveDate) -> String {
-        format!("{}{}", self.day_prefix, date.format("%Y-%m-%d"))
+        // NaiveDate's Display is ISO 8601 (2026-01-31), written without a format string to parse.
+        format!("{}{date}", self.day_prefix)
     }
 }
 
@@ -337,7 +338,7 @@ impl Store {
             .iter()
             .zip(counts)
             .map(|(date, count)| DayCount {
-                date: date.format("%Y-%m-%d").to_string(),
+                date: date.to_string(),
                 count: count.unwrap_or(0),
             })
             .collect())
