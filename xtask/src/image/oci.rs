@@ -298,12 +298,13 @@ fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header
 }
 
 /// gzip with a zero mtime, no file name and a fixed level: the same input gives the same bytes.
-/// The default level: `best` costs twice the time for 0.4% smaller service binaries.
+/// Level 1 (fastest), as go-containerregistry and so ko default to: on the service binary it
+/// is 7x faster than the default level 6 for a layer about 16% larger (3.0 instead of 2.6 MiB).
 pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     use std::io::Write;
     let mut encoder = GzBuilder::new()
         .mtime(0)
-        .write(Vec::with_capacity(bytes.len() / 2), Compression::default());
+        .write(Vec::with_capacity(bytes.len() / 2), Compression::fast());
     encoder.write_all(bytes)?;
     Ok(encoder.finish()?)
 }
@@ -519,10 +520,11 @@ mod tests {
             "sha256:43b9a6f84a6a1d00c77fbc46beb04690aa2ae73fe76bb4f5bd3433fd3702d9b0"
         );
         let gz = gzip(&tar).unwrap();
-        assert_eq!(&gz[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+        // mtime 0, XFL 4 (fastest level), OS 255 (unknown): nothing about the build machine.
+        assert_eq!(&gz[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255]);
         assert_eq!(
             sha256_digest(&gz),
-            "sha256:cad2755cdbd7fba339c6333880a5961d72fc01195bca1d1e20731cb7c562847d"
+            "sha256:5a13f9644ab395f613aadbf397010f9cc4f29c13767b8ab497b81c4dbc39f1a4"
         );
     }
 
