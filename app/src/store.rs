@@ -283,21 +283,37 @@ impl Store {
     /// outcome is unknown (timeout, dropped connection) the caller gets the error.
     pub async fn count(&self, now: DateTime<Utc>) -> Result<Visits, StoreError> {
         let day = self.keys.day(now.date_naive());
+        let millis = now.timestamp_millis();
+        // EVALSHA as one prebuilt command; NOSCRIPT (Redis restarted or failed over and lost
+        // its script cache) means the script did not run, so EVAL, which also caches it, is
+        // safe to send.
+        let invocation = |verb: &str, script: &str| {
+            let mut cmd = Cmd::with_capacity(8, 128 + script.len() + day.len());
+            cmd.arg(verb)
+                .arg(script)
+                .arg(3)
+                .arg(self.keys.total())
+                .arg(&day)
+                .arg(self.keys.last())
+                .arg(millis)
+                .arg(DAY_KEY_TTL_SECONDS);
+            cmd
+        };
         let (total, today): (u64, u64) = self
-            .call(|mut c| {
-                let mut invocation = self.script.key(self.keys.total());
-                invocation
-                    .key(&day)
-                    .key(self.keys.last())
-                    .arg(now.timestamp_millis())
-                    .arg(DAY_KEY_TTL_SECONDS);
-                async move { invocation.invoke_async(&mut c).await }
+            .call(|mut c| async move {
+                let by_hash = invocation("EVALSHA", self.script.get_hash());
+                match by_hash.query_async(&mut c).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        invocation("EVAL", COUNT_SCRIPT).query_async(&mut c).await
+                    }
+                    counted => counted,
+                }
             })
             .await?;
         Ok(Visits {
             total,
             today,
-            last_visit: Some(rfc3339(now.timestamp_millis())),
+            last_visit: Some(rfc3339(millis)),
         })
     }
 
@@ -374,9 +390,15 @@ impl Store {
     }
 
     async fn conn(&self) -> RedisResult<Conn> {
-        if let Some(conn) = self.cached() {
-            return Ok(conn);
+        match self.cached() {
+            Some(conn) => Ok(conn),
+            // Connecting is rare and its future large: boxed, it stays out of every request's
+            // future, which is allocated and moved once per request.
+            None => Box::pin(self.connect()).await,
         }
+    }
+
+    async fn connect(&self) -> RedisResult<Conn> {
         let _guard = self.connecting.lock().await;
         if let Some(conn) = self.cached() {
             return Ok(conn);
