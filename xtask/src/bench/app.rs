@@ -108,13 +108,16 @@ impl AppBench {
         let url = format!("http://{listen}");
         let (threads, seconds) = (self.threads.to_string(), format!("{}s", self.seconds));
         eprintln!("bench app: wrk -t{threads} -c{connections} -d{seconds} POST /api/visits");
+        let cpu_before = [cpu_seconds(service.id())?, cpu_seconds(redis.id())?];
         let out = cmd!(
             sh,
             "wrk -t{threads} -c{connections} -d{seconds} -s {script} {url}"
         )
         .read()
         .context("running wrk")?;
-        let (measured, failures) = parse_wrk(&out)?;
+        let cpu_after = [cpu_seconds(service.id())?, cpu_seconds(redis.id())?];
+        let (measured, requests, failures) = parse_wrk(&out)?;
+        let cpu_us = |i: usize| (cpu_after[i] - cpu_before[i]) * 1e6 / requests.max(1) as f64;
         let rss_mib = peak_rss_kib(service.id())? as f64 / 1024.0;
         let total_key = "{visit-tracker}:total";
         let counted = cmd!(sh, "redis-cli -p {port} get {total_key}")
@@ -124,6 +127,13 @@ impl AppBench {
         drop(redis);
 
         println!("{}", report(&ceiling, &measured, rss_mib));
+        // Steadier than requests/s on a shared machine: what each request cost, whatever the
+        // neighbours took.
+        println!(
+            "CPU per POST: service {:.1} µs, redis-server {:.1} µs (user + system)",
+            cpu_us(0),
+            cpu_us(1)
+        );
         // Latency on a shared machine says more about its neighbours than about the service.
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?");
@@ -194,8 +204,9 @@ pub fn parse_redis_benchmark(csv: &str) -> Result<Figures> {
     })
 }
 
-/// The `WRK ...` line our script prints; returns the figures and the failed requests.
-pub fn parse_wrk(out: &str) -> Result<(Figures, u64)> {
+/// The `WRK ...` line our script prints; returns the figures, the requests made and the
+/// failed ones.
+pub fn parse_wrk(out: &str) -> Result<(Figures, u64, u64)> {
     let line = out
         .lines()
         .find_map(|l| l.strip_prefix("WRK "))
@@ -210,12 +221,29 @@ pub fn parse_wrk(out: &str) -> Result<(Figures, u64)> {
     if seconds <= 0.0 {
         bail!("wrk ran for no time: {line}");
     }
+    let requests = field("requests")?;
     let figures = Figures {
-        rps: field("requests")? / seconds,
+        rps: requests / seconds,
         p50_ms: field("p50_us")? / 1000.0,
         p99_ms: field("p99_us")? / 1000.0,
     };
-    Ok((figures, (field("non2xx")? + field("errors")?) as u64))
+    let failures = field("non2xx")? + field("errors")?;
+    Ok((figures, requests as u64, failures as u64))
+}
+
+/// CPU time (user + system) a running process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_cpu_seconds(&stat).with_context(|| format!("no utime/stime in {path}: {stat}"))
+}
+
+/// utime + stime (fields 14 and 15) of /proc/PID/stat, counted after the command name, which
+/// may itself hold spaces and parentheses. Clock ticks are 1/100 s in the Linux ABI.
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
 }
 
 /// Peak resident memory (VmHWM) of a running process, in KiB.
@@ -298,7 +326,7 @@ mod tests {
     #[test]
     fn wrk_figures_come_from_the_script_line() {
         let out = "Running 10s test\n  2 threads and 64 connections\nWRK requests=50000 duration_us=10000000 p50_us=1200 p99_us=4100 non2xx=3 errors=1\n";
-        let (figures, failures) = parse_wrk(out).unwrap();
+        let (figures, requests, failures) = parse_wrk(out).unwrap();
         assert_eq!(
             figures,
             Figures {
@@ -307,8 +335,15 @@ mod tests {
                 p99_ms: 4.1
             }
         );
-        assert_eq!(failures, 4);
+        assert_eq!((requests, failures), (50000, 4));
         assert!(parse_wrk("no figures").is_err());
+    }
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces() {
+        let stat = "4242 (tokio (rt) 1) S 1 4242 4242 0 -1 4194560 900 0 0 0 1234 566 0 0 20 0 3 0 99 1000 500";
+        assert_eq!(parse_cpu_seconds(stat), Some(18.0));
+        assert_eq!(parse_cpu_seconds("4242 (x) S 1"), None);
     }
 
     #[test]
