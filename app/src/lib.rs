@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::ServiceExt as _;
 use axum::serve::ListenerExt;
 
 use crate::config::Config;
@@ -41,7 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let state = AppState::new(store);
-    let router = http::app(
+    let service = http::app(
         state.clone(),
         Limits {
             request_timeout: config.request_timeout,
@@ -68,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let delay = Duration::from_secs(config.shutdown_delay_seconds);
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let draining = state.clone();
-    axum::serve(listener, router)
+    axum::serve(listener, service.into_make_service())
         .with_graceful_shutdown(async move {
             let signal = shutdown_signal().await;
             draining.shutting_down.store(true, Ordering::SeqCst);
