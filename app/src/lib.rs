@@ -6,6 +6,7 @@ pub mod http;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;
+pub mod timefmt;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

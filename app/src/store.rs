@@ -15,6 +15,7 @@ use redis::{
 };
 
 use crate::config::{Config, RedisMode, parse_host_port};
+use crate::timefmt;
 
 /// Per-day keys outlive the longest window `/api/visits/daily` serves, then Redis drops them.
 const DAY_KEY_TTL_SECONDS: u64 = 400 * 24 * 3600;
@@ -66,8 +67,10 @@ impl Keys {
     }
 
     pub fn day(&self, date: NaiveDate) -> String {
-        // NaiveDate's Display is ISO 8601 (2026-01-31), written without a format string to parse.
-        format!("{}{date}", self.day_prefix)
+        let mut key = String::with_capacity(self.day_prefix.len() + 10);
+        key.push_str(&self.day_prefix);
+        timefmt::write_date(&mut key, date).expect("writing to a String cannot fail");
+        key
     }
 }
 
@@ -474,7 +477,9 @@ pub fn is_auth_error(err: &StoreError) -> bool {
 fn single(source: Source, timeout: Duration) -> Backend {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
+        // Every call already has its deadline (`Store::call_within`); a second timer per
+        // command in the client would only cost time.
+        .set_response_timeout(None)
         // Reconnection attempts only; the manager never resends a command.
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500))
@@ -521,9 +526,10 @@ fn connection_info(config: &Config, addr: ConnectionAddr) -> ConnectionInfo {
 }
 
 fn rfc3339(millis: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    let mut text = String::with_capacity(24);
+    let time = DateTime::<Utc>::from_timestamp_millis(millis).unwrap_or_default();
+    timefmt::write_rfc3339(&mut text, time, 3).expect("writing to a String cannot fail");
+    text
 }
 
 #[cfg(test)]
