@@ -172,8 +172,8 @@ struct Escaped<W>(W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        // Nearly every string needs no escape: one check of all bytes without an early exit
-        // (which the compiler vectorises), then one write.
+        // Nearly every string needs no escape: one branch-free pass over its bytes, then one
+        // write.
         let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
         if !s.bytes().fold(false, |any, b| any | needs_escape(b)) {
             return self.0.write_str(s);
