@@ -47,6 +47,10 @@ pub struct AppBench {
     /// INCRs redis-benchmark sends in each round.
     #[arg(long, default_value_t = 300_000)]
     requests: u32,
+    /// Tokio worker threads of the service (`TOKIO_WORKER_THREADS`). One by default: what tokio
+    /// starts in a pod under the chart's 500m CPU limit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    workers: u32,
     /// Rounds of redis-benchmark then wrk; the report gives the medians.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
@@ -109,7 +113,12 @@ impl AppBench {
             .env("REDIS_HOST", "127.0.0.1")
             .env("REDIS_PORT", &port)
             .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info");
+            .env("RUST_LOG", "info")
+            .env("TOKIO_WORKER_THREADS", self.workers.to_string());
+        eprintln!(
+            "bench app: the service with {} tokio worker thread(s)",
+            self.workers
+        );
         let service = Process::spawn(service_cmd, "visit-tracker")?;
         wait_for(listen)?;
 
