@@ -485,6 +485,13 @@ mod tests {
             .unwrap()
     }
 
+    async fn send<S>(service: &S, method: &str, uri: &str) -> Response
+    where
+        S: Service<Request, Response = Response, Error = Infallible> + Clone,
+    {
+        service.clone().oneshot(request(method, uri)).await.unwrap()
+    }
+
     #[tokio::test]
     async fn every_route_is_routed_and_labelled_by_its_path() {
         // Requests that every route answers without Redis (none listens on port 1), and none
@@ -501,7 +508,7 @@ mod tests {
             ("GET", "//healthz", 404),
         ];
         for (method, uri, status) in requests {
-            let response = service.clone().oneshot(request(method, uri)).await.unwrap();
+            let response = send(&service, method, uri).await;
             assert_eq!(response.status(), status, "{method} {uri}");
         }
         let text = state.metrics.render();
@@ -531,21 +538,13 @@ mod tests {
         while state.metrics.in_flight().get() == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let refused = service
-            .clone()
-            .oneshot(request("GET", "/api/visits"))
-            .await
-            .unwrap();
+        let refused = send(&service, "GET", "/api/visits").await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = axum::body::to_bytes(refused.into_body(), 1024)
             .await
             .unwrap();
         assert_eq!(&body[..], br#"{"error":"overloaded, try again"}"#);
-        let probe = service
-            .clone()
-            .oneshot(request("GET", "/healthz"))
-            .await
-            .unwrap();
+        let probe = send(&service, "GET", "/healthz").await;
         assert_eq!(probe.status(), StatusCode::OK);
         held.abort();
     }
