@@ -187,26 +187,23 @@ fn is_connection(err: &OciDistributionError) -> bool {
 fn tls_error(err: &OciDistributionError) -> Option<&rustls::Error> {
     // oci-client's wrappers are `#[error(transparent)]`, which also hides the wrapped error from
     // `source()`: start from it.
-    let mut next: Option<&(dyn Error + 'static)> = match err {
-        OciDistributionError::RequestError(e) => Some(e),
-        OciDistributionError::IoError(e) => Some(e),
-        _ => None,
+    let first: &(dyn Error + 'static) = match err {
+        OciDistributionError::RequestError(e) => e,
+        OciDistributionError::IoError(e) => e,
+        _ => return None,
     };
-    while let Some(e) = next {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        // tokio-rustls wraps the rustls error in an io::Error, whose `source()` skips it too.
-        let inside_io = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-        if inside_io.is_some() {
-            return inside_io;
-        }
-        next = e.source();
-    }
-    None
+    causes(first).find_map(|e| e.downcast_ref::<rustls::Error>())
+}
+
+/// `err` and its causes. An `io::Error`'s `source()` skips the error it wraps (its Display shows
+/// that one), and the TLS stack wraps rustls errors in io::Errors, twice: step into it instead.
+fn causes<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&e: &&'a (dyn Error + 'static)| match e
+        .downcast_ref::<std::io::Error>()
+    {
+        Some(io) => io.get_ref().map(|inner| inner as &(dyn Error + 'static)),
+        None => e.source(),
+    })
 }
 
 /// An error and all its causes on one line.
@@ -297,6 +294,12 @@ mod tests {
         let cert = io(Tls::InvalidCertificate(CertificateError::UnknownIssuer));
         assert_eq!(kind(&cert), ErrorKind::Tls);
         assert!(!error(kind(&cert), 1).is_transient());
+        // As hyper-rustls hands it on: tokio-rustls' io::Error inside another io::Error.
+        let wrapped = OciDistributionError::IoError(std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Tls::InvalidCertificate(CertificateError::UnknownIssuer),
+        )));
+        assert_eq!(kind(&wrapped), ErrorKind::Tls);
         // A TLS client reading an HTTP answer: its bytes are not TLS records.
         let plain = io(Tls::InvalidMessage(
             rustls::InvalidMessage::InvalidContentType,
