@@ -10,8 +10,7 @@ pub mod registry;
 pub mod release;
 pub mod scan;
 pub mod tools;
-
-use std::path::{Path, PathBuf};
+pub mod workspace;
 
 use clap::{Parser, Subcommand};
 use xshell::Shell;
@@ -64,14 +63,6 @@ impl Task {
             Task::Act(t) => t.run(sh),
         }
     }
-}
-
-/// The workspace root; tasks run from here so relative paths mean the same everywhere.
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
 }
 
 /// The cargo that started us (`$CARGO`), so nested builds use the same toolchain.
