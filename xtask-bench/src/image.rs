@@ -8,10 +8,12 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use xtask::image::build::{self, GitInfo, Workspace, human_size, tag_for};
+use xtask::image::build::{self, GitInfo, tag_for};
 use xtask::image::layout;
 use xtask::image::oci::{BINARY_PATH, EXPOSED_PORT, Image, Metadata, Platform, USER};
+use xtask::term::human_size;
 use xtask::tools;
+use xtask::workspace::Workspace;
 
 use crate::measure::median_time;
 
@@ -40,10 +42,10 @@ pub struct ImageBench {
 impl ImageBench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         tools::require("podman", "podman")?;
-        let workspace = Workspace::load(sh)?;
+        let workspace = Workspace::current()?;
         let git = GitInfo::load(sh)?;
-        let metadata = workspace.metadata(None, &git.revision, git.commit_time);
-        let binaries = build::compile(sh, &workspace, &Platform::ALL, "release", &git.revision)?;
+        let metadata = build::labels(workspace, None, &git.revision, git.commit_time)?;
+        let binaries = build::compile(sh, workspace, &Platform::ALL, "release", &git.revision)?;
         let scratch = workspace.target_directory.join("bench-image");
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch)?;
@@ -110,7 +112,11 @@ impl ImageBench {
             // Ours: read the binaries, assemble, write the layout (atomically, as `image build`).
             let started = Instant::now();
             let built = build::assemble(metadata, binaries)?;
-            layout::write(&scratch.join("oci"), &built, &tag_for(&metadata.version)?)?;
+            layout::write(
+                &scratch.join("oci"),
+                &built,
+                tag_for(&metadata.version)?.as_str(),
+            )?;
             ours.push(started.elapsed());
             image = Some(built);
 

@@ -11,6 +11,7 @@ mod push;
 use std::process::ExitCode;
 
 use clap::Parser;
+use xtask::workspace::Workspace;
 
 /// Benchmarks that compare against a reference measured in the same run.
 #[derive(Debug, Parser)]
@@ -26,16 +27,16 @@ enum Bench {
 
 fn main() -> ExitCode {
     let bench = Bench::parse();
-    let result = xshell::Shell::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|sh| {
-            sh.change_dir(xtask::project_root());
-            match bench {
-                Bench::App(b) => b.run(&sh),
-                Bench::Image(b) => b.run(&sh),
-                Bench::Push(b) => b.run(&sh),
-            }
-        });
+    let result = Workspace::current().and_then(|workspace| {
+        let sh = xshell::Shell::new()?;
+        // From the root of the checkout found at run time, as every xtask task runs.
+        sh.change_dir(&workspace.root);
+        match bench {
+            Bench::App(b) => b.run(&sh),
+            Bench::Image(b) => b.run(&sh),
+            Bench::Push(b) => b.run(&sh),
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

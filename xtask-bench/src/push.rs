@@ -7,7 +7,8 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use testkit::registry::{Registry, SlowProxy};
 use xshell::{Shell, cmd};
-use xtask::registry::human;
+use xtask::term::human_size;
+use xtask::workspace::Workspace;
 
 use crate::measure::{median_time, ms, time};
 
@@ -34,20 +35,16 @@ impl PushBench {
         xtask::tools::require("skopeo", "skopeo")?;
         xtask::tools::require("docker-registry", "docker-registry")?;
         let scratch = sh.create_temp_dir()?;
+        let built = Workspace::current()?.oci_layout();
         let layout = match self.layout {
             Some(l) => sh.current_dir().join(l),
-            None if sh
-                .current_dir()
-                .join("target/oci/visit-tracker/index.json")
-                .exists() =>
-            {
-                sh.current_dir().join("target/oci/visit-tracker")
-            }
+            None if built.join("index.json").exists() => built,
             None => {
                 let dir = scratch.path().join("layout");
                 testkit::registry::write_test_layout(&dir, 8 << 20, 1)?;
                 eprintln!(
-                    "no target/oci/visit-tracker: using a synthetic image with 2 x 8 MB layers"
+                    "no {}: using a synthetic image with 2 x 8 MB layers",
+                    built.display()
                 );
                 dir
             }
@@ -58,7 +55,7 @@ impl PushBench {
             "bench push: {} ({} blobs, {}), {} rounds each",
             layout.display(),
             image.blobs.len(),
-            human(total),
+            human_size(total),
             self.runs
         );
         let oci = format!("oci:{}", layout.display());
@@ -115,7 +112,7 @@ impl PushBench {
         let (m_ours, m_theirs) = (median_time(&ours), median_time(&theirs));
         println!(
             "push of {} ({} blobs), median of {} rounds:",
-            human(total),
+            human_size(total),
             image.blobs.len(),
             self.runs
         );
@@ -129,7 +126,7 @@ impl PushBench {
             "re-push of the unchanged image: {:.1} ms, {} sent in all requests, {} blob uploads \
              (target: 0)",
             ms(repush),
-            human(proxy.bytes_sent()),
+            human_size(proxy.bytes_sent()),
             blob_uploads
         );
         Ok(())

@@ -9,11 +9,11 @@ pub mod image;
 pub mod registry;
 pub mod release;
 pub mod scan;
+pub mod term;
 pub mod tools;
+pub mod workspace;
 
-use std::path::{Path, PathBuf};
-
-use clap::{Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use xshell::Shell;
 
 #[derive(Debug, Parser)]
@@ -65,12 +65,13 @@ impl Task {
     }
 }
 
-/// The workspace root; tasks run from here so relative paths mean the same everywhere.
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+/// A task's arguments with no flags given: clap's defaults and environment fallbacks (such as
+/// `SOURCE_DATE_EPOCH`), so a task called from code (`ci`, `release`) runs exactly as
+/// `cargo xtask <task>` would. Only for tasks without required arguments.
+pub fn task_defaults<T: Args + FromArgMatches>() -> anyhow::Result<T> {
+    let matches =
+        T::augment_args(clap::Command::new("cargo xtask")).try_get_matches_from(["cargo xtask"])?;
+    Ok(T::from_arg_matches(&matches)?)
 }
 
 /// The cargo that started us (`$CARGO`), so nested builds use the same toolchain.

@@ -424,9 +424,9 @@ impl Drop for Service {
 /// from the workspace, so building unconditionally would compile every dependency again).
 fn service_binary(sh: &Shell) -> PathBuf {
     let root = sh.current_dir();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = xtask::workspace::Workspace::load(sh)
+        .unwrap()
+        .target_directory;
     let binary = target.join("debug/visit-tracker");
     let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
     let sources = newest_mtime(&[root.join("app"), root.join("Cargo.lock")]);
