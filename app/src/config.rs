@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::store::{self, Credentials, HostPort, KeyPrefix};
+
 /// Counts visits in Redis and serves them as a page, a JSON API and Prometheus metrics.
 #[derive(Clone, Parser)]
 #[command(
@@ -63,7 +65,7 @@ pub struct Config {
 
     /// Prefix of every key; it becomes the keys' Cluster hash tag, e.g. `{visit-tracker}:total`.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "visit-tracker:")]
-    pub redis_key_prefix: String,
+    pub redis_key_prefix: KeyPrefix,
 
     /// Name of the master the Sentinels monitor (sentinel mode).
     #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster")]
@@ -71,7 +73,7 @@ pub struct Config {
 
     /// Sentinel addresses, comma-separated host:port (sentinel mode).
     #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',')]
-    pub redis_sentinels: Vec<String>,
+    pub redis_sentinels: Vec<HostPort>,
 
     /// ACL user for the Sentinels themselves, when they require one (sentinel mode).
     #[arg(long, env = "REDIS_SENTINEL_USERNAME", default_value = "")]
@@ -88,7 +90,7 @@ pub struct Config {
 
     /// Cluster seed nodes, comma-separated host:port (cluster mode).
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
-    pub redis_cluster_nodes: Vec<String>,
+    pub redis_cluster_nodes: Vec<HostPort>,
 
     /// Deadline of every Redis call, e.g. `500ms` or `2s`; past it the request fails with 503.
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
@@ -139,7 +141,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("redis_mode", &self.redis_mode)
-            .field("redis", &self.redis_target())
+            .field("redis", &self.store_mode().target())
             .field("redis_username", &self.redis_username)
             .field(
                 "redis_password",
@@ -156,78 +158,109 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
-    /// Where Redis is, as it appears in errors and logs: addresses only, never credentials.
-    pub fn redis_target(&self) -> String {
-        match self.redis_mode {
-            RedisMode::Standalone => format!("{}:{}", self.redis_host, self.redis_port),
-            RedisMode::Sentinel => format!(
-                "master {:?} via sentinels {}",
-                self.redis_sentinel_master,
-                self.redis_sentinels.join(",")
-            ),
-            RedisMode::Cluster => format!("cluster {}", self.redis_cluster_nodes.join(",")),
-        }
-    }
-
-    /// Checks what clap cannot: the mode's addresses are given and well formed.
-    pub fn validate(&self) -> Result<(), String> {
-        match self.redis_mode {
-            RedisMode::Standalone => {}
-            RedisMode::Sentinel => {
-                if self.redis_sentinels.is_empty() {
-                    return Err("sentinel mode needs REDIS_SENTINELS (host:port,...)".into());
-                }
-                for a in &self.redis_sentinels {
-                    parse_host_port(a).map_err(|e| format!("REDIS_SENTINELS: {e}"))?;
-                }
+    /// Checks what clap cannot: the mode's addresses are given, and the limits make sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let missing = match self.redis_mode {
+            RedisMode::Standalone => None,
+            RedisMode::Sentinel if self.redis_sentinels.is_empty() => {
+                Some(("sentinel", "REDIS_SENTINELS"))
             }
-            RedisMode::Cluster => {
-                if self.redis_cluster_nodes.is_empty() {
-                    return Err("cluster mode needs REDIS_CLUSTER_NODES (host:port,...)".into());
-                }
-                for a in &self.redis_cluster_nodes {
-                    parse_host_port(a).map_err(|e| format!("REDIS_CLUSTER_NODES: {e}"))?;
-                }
+            RedisMode::Cluster if self.redis_cluster_nodes.is_empty() => {
+                Some(("cluster", "REDIS_CLUSTER_NODES"))
             }
+            RedisMode::Sentinel | RedisMode::Cluster => None,
+        };
+        if let Some((mode, variable)) = missing {
+            return Err(ConfigError::NoAddresses { mode, variable });
         }
-        crate::store::Keys::new(&self.redis_key_prefix)
-            .map_err(|e| format!("REDIS_KEY_PREFIX: {e}"))?;
         if self.max_concurrent_requests == 0 {
-            return Err("MAX_CONCURRENT_REQUESTS must be at least 1".into());
+            return Err(ConfigError::Zero {
+                variable: "MAX_CONCURRENT_REQUESTS",
+            });
         }
         Ok(())
     }
+
+    /// What the store needs, with the CA certificate read from its file.
+    pub fn store_settings(&self) -> Result<store::Settings, ConfigError> {
+        let ca_cert = match &self.redis_ca_cert {
+            Some(path) => Some(
+                std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+                    variable: "REDIS_CA_CERT",
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        Ok(store::Settings {
+            mode: self.store_mode(),
+            credentials: Credentials {
+                username: self.redis_username.clone(),
+                password: self.redis_password.clone(),
+            },
+            tls: self.redis_tls,
+            ca_cert,
+            key_prefix: self.redis_key_prefix.clone(),
+            timeout: self.redis_timeout,
+        })
+    }
+
+    fn store_mode(&self) -> store::Mode {
+        match self.redis_mode {
+            RedisMode::Standalone => {
+                store::Mode::Standalone(HostPort::new(&self.redis_host, self.redis_port))
+            }
+            RedisMode::Sentinel => store::Mode::Sentinel {
+                master: self.redis_sentinel_master.clone(),
+                sentinels: self.redis_sentinels.clone(),
+                credentials: Credentials {
+                    username: self.redis_sentinel_username.clone(),
+                    password: self.redis_sentinel_password.clone(),
+                },
+            },
+            RedisMode::Cluster => store::Mode::Cluster(self.redis_cluster_nodes.clone()),
+        }
+    }
 }
 
-/// Splits `host:port` (IPv6 as `[::1]:6379`).
-pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let s = s.trim();
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not host:port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(format!("{s:?} has no host"));
-    }
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| format!("{s:?} has no valid port"))?;
-    Ok((host.to_owned(), port))
+/// Why the configuration was refused. Values clap parses (durations here, addresses and key
+/// prefixes in [`store`]) reach the user through clap, which names the flag and the variable;
+/// the checks after parsing name the variable themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{mode} mode needs {variable} (host:port,...)")]
+    NoAddresses {
+        mode: &'static str,
+        variable: &'static str,
+    },
+    #[error("{variable} must be at least 1")]
+    Zero { variable: &'static str },
+    #[error("reading {variable} {}", path.display())]
+    Unreadable {
+        variable: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0:?} is not a duration like 500ms, 2s or 1m")]
+    NotADuration(String),
+    #[error("{0:?} has an unknown unit (use ms, s or m)")]
+    UnknownUnit(String),
 }
 
 /// Parses `250ms`, `2s`, `1m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 2s or 1m"))?;
+        .map_err(|_| ConfigError::NotADuration(s.to_owned()))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?} has an unknown unit (use ms, s or m)")),
+        _ => Err(ConfigError::UnknownUnit(s.to_owned())),
     }
 }
 
@@ -237,21 +270,15 @@ mod tests {
 
     #[test]
     fn durations_parse_with_and_without_units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            parse_duration("250ms").ok(),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("2s").ok(), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("3").ok(), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1m").ok(), Some(Duration::from_secs(60)));
         assert!(parse_duration("2h").is_err());
         assert!(parse_duration("fast").is_err());
-    }
-
-    #[test]
-    fn host_port_accepts_names_and_ipv6() {
-        assert_eq!(parse_host_port("redis:6379"), Ok(("redis".into(), 6379)));
-        assert_eq!(parse_host_port("[::1]:26379"), Ok(("::1".into(), 26379)));
-        assert!(parse_host_port("redis").is_err());
-        assert!(parse_host_port(":6379").is_err());
-        assert!(parse_host_port("redis:http").is_err());
     }
 
     #[test]
@@ -270,19 +297,55 @@ mod tests {
     #[test]
     fn every_mode_needs_its_addresses() {
         let sentinel = Config::parse_from(["visit-tracker", "--redis-mode", "sentinel"]);
-        assert!(sentinel.validate().unwrap_err().contains("REDIS_SENTINELS"));
-        let cluster = Config::parse_from([
+        let err = sentinel.validate().unwrap_err().to_string();
+        assert!(err.contains("REDIS_SENTINELS"), "{err}");
+        let cluster = Config::parse_from(["visit-tracker", "--redis-mode", "cluster"]);
+        let err = cluster.validate().unwrap_err().to_string();
+        assert!(err.contains("REDIS_CLUSTER_NODES"), "{err}");
+    }
+
+    #[test]
+    fn clap_refuses_bad_addresses_and_prefixes_naming_the_variable() {
+        let refused = |flag: &str, value: &str| {
+            Config::try_parse_from(["visit-tracker", flag, value])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let err = refused("--redis-cluster-nodes", "a:1,b");
+        assert!(
+            err.contains("REDIS_CLUSTER_NODES") && err.contains(r#""b" is not host:port"#),
+            "{err}"
+        );
+        let err = refused("--redis-sentinels", "a:1,b:http");
+        assert!(
+            err.contains("REDIS_SENTINELS") && err.contains("no valid port"),
+            "{err}"
+        );
+        let err = refused("--redis-key-prefix", "{a}");
+        assert!(
+            err.contains("REDIS_KEY_PREFIX") && err.contains("hash tag"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn store_settings_carry_the_mode_and_name_an_unreadable_ca_file() {
+        let config = Config::parse_from([
             "visit-tracker",
             "--redis-mode",
-            "cluster",
-            "--redis-cluster-nodes",
-            "a:1,b",
+            "sentinel",
+            "--redis-sentinels",
+            "a:1, [::1]:2",
         ]);
-        assert!(
-            cluster
-                .validate()
-                .unwrap_err()
-                .contains("REDIS_CLUSTER_NODES")
+        let settings = config.store_settings().unwrap();
+        assert_eq!(
+            settings.mode.target(),
+            r#"master "mymaster" via sentinels a:1,[::1]:2"#
         );
+        let config =
+            Config::parse_from(["visit-tracker", "--redis-ca-cert", "/nonexistent/ca.pem"]);
+        let err = config.store_settings().err().expect("no such file");
+        assert_eq!(err.to_string(), "reading REDIS_CA_CERT /nonexistent/ca.pem");
     }
 }

@@ -468,7 +468,7 @@ mod tests {
     ) {
         let port = redis_port.to_string();
         let config = Config::parse_from(["visit-tracker", "--redis-port", &port]);
-        let state = AppState::new(Store::new(&config).unwrap());
+        let state = AppState::new(Store::new(&config.store_settings().unwrap()).unwrap());
         let limits = Limits {
             request_timeout: Duration::from_secs(5),
             max_concurrent_requests,

@@ -23,8 +23,8 @@ use crate::store::{Store, is_auth_error};
 /// address already in use, or credentials Redis refuses; an unreachable Redis is not fatal
 /// (the service answers 503 and `/readyz` fails until Redis is back).
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    let store = Store::new(&config)?;
+    config.validate()?;
+    let store = Store::new(&config.store_settings()?)?;
     let target = store.target().to_owned();
     // One PING at startup turns bad credentials into a clear error instead of endless 503s.
     match store.ping().await {

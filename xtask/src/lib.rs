@@ -35,7 +35,6 @@ pub enum Task {
     /// Format check, clippy with warnings denied, and every test of the workspace.
     Test(ci::Test),
     /// Benchmarks that compare against a reference measured in the same run.
-    #[command(subcommand)]
     Bench(bench::Bench),
     /// Build the multi-arch OCI image, or push it to a registry.
     #[command(subcommand)]

@@ -8,11 +8,14 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::image::build::{self, GitInfo, tag_for};
-use crate::image::layout;
-use crate::image::oci::{BINARY_PATH, EXPOSED_PORT, Platform, USER};
-use crate::term::human_size;
-use crate::tools;
+use xtask::image::build::{self, GitInfo, tag_for};
+use xtask::image::layout;
+use xtask::image::oci::{BINARY_PATH, EXPOSED_PORT, Image, Metadata, Platform, USER};
+use xtask::term::human_size;
+use xtask::tools;
+use xtask::workspace::Workspace;
+
+use crate::measure::median_time;
 
 /// The reference: a `FROM scratch` image copying the same binary, as a Dockerfile user writes it.
 fn reference_containerfile() -> String {
@@ -39,7 +42,7 @@ pub struct ImageBench {
 impl ImageBench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         tools::require("podman", "podman")?;
-        let workspace = crate::workspace::Workspace::current()?;
+        let workspace = Workspace::current()?;
         let git = GitInfo::load(sh)?;
         let metadata = build::labels(workspace, None, &git.revision, git.commit_time)?;
         let binaries = build::compile(sh, workspace, &Platform::ALL, "release", &git.revision)?;
@@ -50,7 +53,7 @@ impl ImageBench {
         let _ = std::fs::remove_dir_all(&scratch);
         let (ours, podman, image) = result?;
 
-        let (ours, podman) = (median(ours), median(podman));
+        let (ours, podman) = (median_time(&ours), median_time(&podman));
         println!(
             "image assembly, median of {} runs each (same binaries, same machine, same run):",
             self.runs
@@ -82,9 +85,9 @@ impl ImageBench {
         &self,
         sh: &Shell,
         scratch: &Path,
-        metadata: &crate::image::oci::Metadata,
+        metadata: &Metadata,
         binaries: &[(Platform, PathBuf)],
-    ) -> Result<(Vec<Duration>, Vec<Duration>, crate::image::oci::Image)> {
+    ) -> Result<(Vec<Duration>, Vec<Duration>, Image)> {
         let context = scratch.join("context");
         for (platform, binary) in binaries {
             let dir = context.join(platform.architecture());
@@ -153,22 +156,9 @@ impl ImageBench {
     }
 }
 
-/// The middle value (upper middle for an even count).
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_is_the_middle_value() {
-        let ms = Duration::from_millis;
-        assert_eq!(median(vec![ms(9), ms(1), ms(5)]), ms(5));
-        assert_eq!(median(vec![ms(4), ms(1)]), ms(4));
-    }
 
     #[test]
     fn reference_containerfile_matches_our_image() {

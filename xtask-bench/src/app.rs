@@ -5,20 +5,25 @@
 //! rounds and the medians are reported, so one burst of load from a neighbour does not decide
 //! the figures. Figures only, no pass/fail on speed: the targets are printed next to them.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use testkit::{free_port, wait_for_port};
 use xshell::{Shell, cmd};
+use xtask::tools::require;
 
-use crate::tools::require;
+use crate::measure::median;
 
 /// Targets from the issue: share of the Redis ceiling, p99 latency, peak memory.
 const TARGET_RATIO: f64 = 0.7;
 const TARGET_P99_MS: f64 = 5.0;
 const TARGET_RSS_MIB: f64 = 30.0;
+
+/// How long redis-server and the service may take to listen.
+const STARTUP: Duration = Duration::from_secs(20);
 
 /// wrk script: POST /api/visits, then one parseable line with the figures (latency in µs).
 const WRK_SCRIPT: &str = r#"wrk.method = "POST"
@@ -84,7 +89,7 @@ impl AppBench {
         require("redis-server", "redis-server")?;
         require("redis-benchmark", "redis-tools")?;
         require("wrk", "wrk")?;
-        let cargo = crate::cargo();
+        let cargo = xtask::cargo();
         eprintln!("bench app: building the release binary");
         cmd!(
             sh,
@@ -92,12 +97,12 @@ impl AppBench {
         )
         .run()
         .context("building the release binary")?;
-        let binary = crate::workspace::Workspace::current()?
+        let binary = xtask::workspace::Workspace::current()?
             .target_directory
             .join("release/visit-tracker");
         let work = sh.create_temp_dir()?;
 
-        let redis_port = free_port()?;
+        let redis_port = free_port();
         let port = redis_port.to_string();
         let dir = work.path();
         let redis = Process::spawn(
@@ -107,9 +112,9 @@ impl AppBench {
             ),
             "redis-server",
         )?;
-        wait_for(addr(redis_port))?;
+        wait_for_port(addr(redis_port), STARTUP)?;
 
-        let listen = addr(free_port()?);
+        let listen = addr(free_port());
         let service_cmd = cmd!(sh, "{binary}")
             .env("LISTEN_ADDR", listen.to_string())
             .env("REDIS_HOST", "127.0.0.1")
@@ -122,7 +127,7 @@ impl AppBench {
             self.workers
         );
         let service = Process::spawn(service_cmd, "visit-tracker")?;
-        wait_for(listen)?;
+        wait_for_port(listen, STARTUP)?;
 
         let script = work.path().join("post.lua");
         std::fs::write(&script, WRK_SCRIPT)?;
@@ -180,21 +185,6 @@ impl AppBench {
             bail!("{failures} requests failed or answered non-2xx under load");
         }
         Ok(())
-    }
-}
-
-/// The middle value (the mean of the two middle ones for an even count).
-pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.into_iter().collect();
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
     }
 }
 
@@ -349,23 +339,8 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn wait_for(addr: SocketAddr) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listened on {addr} within 20s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -437,12 +412,5 @@ mod tests {
         assert!(!text.contains("MISSED"), "{text}");
         let slow = [round(100.0, 50.0, 9.0)];
         assert_eq!(report(&slow, 40.0).matches("MISSED").count(), 3);
-    }
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median([]).is_nan());
     }
 }

@@ -1,14 +1,16 @@
 //! Push time against skopeo copy in the same run, and the cost of a re-push.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use clap::Args;
 use testkit::registry::{Registry, SlowProxy};
 use xshell::{Shell, cmd};
+use xtask::term::human_size;
+use xtask::workspace::Workspace;
 
-use crate::term::human_size;
+use crate::measure::{median_time, ms, time};
 
 /// Push time against `skopeo copy --all` in the same run (each to a fresh repository of a local
 /// docker-registry), and the time and bytes of a re-push of an unchanged image.
@@ -26,15 +28,19 @@ pub struct PushBench {
 impl PushBench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         ensure!(self.runs > 0, "--runs must be at least 1");
-        crate::tools::require("skopeo", "skopeo")?;
-        crate::tools::require("docker-registry", "docker-registry")?;
-        let scratch = tempfile_dir()?;
-        let built = crate::workspace::Workspace::current()?.oci_layout();
+        // The xtask binary that started us (`cargo xtask bench` sets XTASK): its `image push` is
+        // what is measured, as a user runs it.
+        let task = std::env::var_os("XTASK")
+            .context("XTASK is not set: run this benchmark as `cargo xtask bench push`")?;
+        xtask::tools::require("skopeo", "skopeo")?;
+        xtask::tools::require("docker-registry", "docker-registry")?;
+        let scratch = sh.create_temp_dir()?;
+        let built = Workspace::current()?.oci_layout();
         let layout = match self.layout {
             Some(l) => sh.current_dir().join(l),
             None if built.join("index.json").exists() => built,
             None => {
-                let dir = scratch.join("layout");
+                let dir = scratch.path().join("layout");
                 testkit::registry::write_test_layout(&dir, 8 << 20, 1)?;
                 eprintln!(
                     "no {}: using a synthetic image with 2 x 8 MB layers",
@@ -43,7 +49,7 @@ impl PushBench {
                 dir
             }
         };
-        let image = crate::image::push::read_layout(&layout)?;
+        let image = xtask::image::push::read_layout(&layout)?;
         let total: u64 = image.blobs.iter().map(|b| b.size).sum();
         eprintln!(
             "bench push: {} ({} blobs, {}), {} rounds each",
@@ -52,7 +58,6 @@ impl PushBench {
             human_size(total),
             self.runs
         );
-        let task = std::env::current_exe().context("locating the xtask binary")?;
         let oci = format!("oci:{}", layout.display());
         // Each push gets a fresh registry: skopeo remembers where it saw a blob and would mount
         // it from the other tool's repository instead of uploading it.
@@ -69,12 +74,12 @@ impl PushBench {
         };
         let ours_run = || -> Result<Duration> {
             let registry = Registry::start()?;
-            time(|| push_to(&registry.addr()))
+            Ok(time(|| push_to(&registry.addr()))?)
         };
         let theirs_run = || -> Result<Duration> {
             let registry = Registry::start()?;
             let dest = format!("docker://{}/bench/visit-tracker:bench", registry.addr());
-            time(|| {
+            let copy = || {
                 cmd!(
                     sh,
                     "skopeo copy --all --quiet --dest-tls-verify=false {oci} {dest}"
@@ -82,7 +87,8 @@ impl PushBench {
                 .quiet()
                 .ignore_stdout()
                 .run()
-            })
+            };
+            Ok(time(copy)?)
         };
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for round in 0..self.runs {
@@ -103,7 +109,7 @@ impl PushBench {
         let repush = time(|| push_to(&proxy.addr()))?;
         let blob_uploads = registry.blob_uploads() - uploads_before;
 
-        let (m_ours, m_theirs) = (median(&mut ours), median(&mut theirs));
+        let (m_ours, m_theirs) = (median_time(&ours), median_time(&theirs));
         println!(
             "push of {} ({} blobs), median of {} rounds:",
             human_size(total),
@@ -123,28 +129,6 @@ impl PushBench {
             human_size(proxy.bytes_sent()),
             blob_uploads
         );
-        let _ = std::fs::remove_dir_all(&scratch);
         Ok(())
     }
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("xtask-bench-push-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
-fn time(f: impl FnOnce() -> xshell::Result<()>) -> Result<Duration> {
-    let start = Instant::now();
-    f()?;
-    Ok(start.elapsed())
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -1,6 +1,12 @@
 //! The visit counters in Redis: one Lua script updates total, today's count and the last visit
 //! together, on keys sharing one hash tag so it also runs in Cluster mode.
 
+mod keys;
+mod settings;
+
+pub use keys::Keys;
+pub use settings::{Credentials, HostPort, InvalidSetting, KeyPrefix, Mode, Settings};
+
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -14,7 +20,6 @@ use redis::{
     RedisError, RedisFuture, RedisResult, Script, ServerErrorKind, TlsCertificates, Value,
 };
 
-use crate::config::{Config, RedisMode, parse_host_port};
 use crate::timefmt;
 
 /// Per-day keys outlive the longest window `/api/visits/daily` serves, then Redis drops them.
@@ -29,50 +34,6 @@ if today == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 redis.call('SET', KEYS[3], ARGV[1])
 return {total, today}
 ";
-
-/// The key names, all inside one `{hash tag}` so Cluster keeps them in one slot.
-#[derive(Clone, Debug)]
-pub struct Keys {
-    total: String,
-    last: String,
-    day_prefix: String,
-}
-
-impl Keys {
-    /// `visit-tracker:` gives `{visit-tracker}:total`, `{visit-tracker}:last`,
-    /// `{visit-tracker}:day:2026-01-31`.
-    pub fn new(prefix: &str) -> Result<Self, String> {
-        let tag = prefix.trim_end_matches(':');
-        if tag.is_empty() {
-            return Err("the key prefix must not be empty".into());
-        }
-        if tag.contains(['{', '}']) || tag.chars().any(char::is_whitespace) {
-            return Err(format!(
-                "{prefix:?} must not contain braces or spaces (it becomes the hash tag)"
-            ));
-        }
-        Ok(Self {
-            total: format!("{{{tag}}}:total"),
-            last: format!("{{{tag}}}:last"),
-            day_prefix: format!("{{{tag}}}:day:"),
-        })
-    }
-
-    pub fn total(&self) -> &str {
-        &self.total
-    }
-
-    pub fn last(&self) -> &str {
-        &self.last
-    }
-
-    pub fn day(&self, date: NaiveDate) -> String {
-        let mut key = String::with_capacity(self.day_prefix.len() + 10);
-        key.push_str(&self.day_prefix);
-        timefmt::write_date(&mut key, date).expect("writing to a String cannot fail");
-        key
-    }
-}
 
 /// The counters as the API shows them.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -167,40 +128,31 @@ impl ConnectionLike for Conn {
 
 impl Store {
     /// Builds the clients; nothing connects before the first call.
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let keys = Keys::new(&config.redis_key_prefix).map_err(anyhow::Error::msg)?;
-        let certs = match &config.redis_ca_cert {
-            Some(path) => Some(TlsCertificates {
-                client_tls: None,
-                root_cert: Some(std::fs::read(path).map_err(|e| {
-                    anyhow::anyhow!("reading REDIS_CA_CERT {}: {e}", path.display())
-                })?),
-            }),
-            None => None,
-        };
-        let timeout = config.redis_timeout;
-        let backend = match config.redis_mode {
-            RedisMode::Standalone => {
-                let addr = tcp_or_tls(config, config.redis_host.clone(), config.redis_port);
-                let info = connection_info(config, addr);
+    pub fn new(settings: &Settings) -> RedisResult<Self> {
+        let certs = settings.ca_cert.as_ref().map(|pem| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.clone()),
+        });
+        let timeout = settings.timeout;
+        let data_nodes = &settings.credentials;
+        let backend = match &settings.mode {
+            Mode::Standalone(addr) => {
+                let info = connection_info(address(settings, addr), data_nodes);
                 let client = match certs {
                     Some(certs) => Client::build_with_tls(info, certs)?,
                     None => Client::open(info)?,
                 };
                 single(Source::Fixed(client), timeout)
             }
-            RedisMode::Sentinel => {
-                let sentinels = config
-                    .redis_sentinels
-                    .iter()
-                    .map(|a| address(config, a))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut builder = SentinelClientBuilder::new(
-                    sentinels,
-                    &config.redis_sentinel_master,
-                    SentinelServerType::Master,
-                )?;
-                if config.redis_tls {
+            Mode::Sentinel {
+                master,
+                sentinels,
+                credentials: sentinel,
+            } => {
+                let sentinels: Vec<_> = sentinels.iter().map(|a| address(settings, a)).collect();
+                let mut builder =
+                    SentinelClientBuilder::new(sentinels, master, SentinelServerType::Master)?;
+                if settings.tls {
                     builder = builder
                         .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
                         .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
@@ -210,42 +162,38 @@ impl Store {
                         .set_client_to_redis_certificates(certs.clone())
                         .set_client_to_sentinel_certificates(certs);
                 }
-                if !config.redis_username.is_empty() {
-                    builder = builder.set_client_to_redis_username(&config.redis_username);
+                if !data_nodes.username.is_empty() {
+                    builder = builder.set_client_to_redis_username(&data_nodes.username);
                 }
-                if !config.redis_password.is_empty() {
-                    builder = builder.set_client_to_redis_password(&config.redis_password);
+                if !data_nodes.password.is_empty() {
+                    builder = builder.set_client_to_redis_password(&data_nodes.password);
                 }
-                if !config.redis_sentinel_username.is_empty() {
-                    builder =
-                        builder.set_client_to_sentinel_username(&config.redis_sentinel_username);
+                if !sentinel.username.is_empty() {
+                    builder = builder.set_client_to_sentinel_username(&sentinel.username);
                 }
-                if !config.redis_sentinel_password.is_empty() {
-                    builder =
-                        builder.set_client_to_sentinel_password(&config.redis_sentinel_password);
+                if !sentinel.password.is_empty() {
+                    builder = builder.set_client_to_sentinel_password(&sentinel.password);
                 }
                 let client = builder.build()?;
                 single(Source::Sentinel(tokio::sync::Mutex::new(client)), timeout)
             }
-            RedisMode::Cluster => {
-                let nodes = config
-                    .redis_cluster_nodes
+            Mode::Cluster(nodes) => {
+                let nodes = nodes
                     .iter()
-                    .map(|a| Ok(connection_info(config, address(config, a)?)))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+                    .map(|a| connection_info(address(settings, a), data_nodes));
                 let mut builder = ClusterClient::builder(nodes)
                     // No resend of a command after a connection error: an INCR whose outcome is
                     // unknown must surface as an error, not count twice.
                     .retries(0)
                     .connection_timeout(timeout)
                     .response_timeout(timeout);
-                if !config.redis_username.is_empty() {
-                    builder = builder.username(&config.redis_username);
+                if !data_nodes.username.is_empty() {
+                    builder = builder.username(&data_nodes.username);
                 }
-                if !config.redis_password.is_empty() {
-                    builder = builder.password(&config.redis_password);
+                if !data_nodes.password.is_empty() {
+                    builder = builder.password(&data_nodes.password);
                 }
-                if config.redis_tls {
+                if settings.tls {
                     builder = builder.tls(redis::TlsMode::Secure);
                 }
                 if let Some(certs) = certs {
@@ -259,10 +207,10 @@ impl Store {
         };
         Ok(Self {
             backend,
-            keys,
+            keys: Keys::new(&settings.key_prefix),
             timeout,
             script: Script::new(COUNT_SCRIPT),
-            target: config.redis_target(),
+            target: settings.mode.target(),
             connecting: tokio::sync::Mutex::new(()),
         })
     }
@@ -492,14 +440,10 @@ fn single(source: Source, timeout: Duration) -> Backend {
     }
 }
 
-/// A Sentinel or Cluster node from `host:port`, over TLS when REDIS_TLS is set.
-fn address(config: &Config, host_port: &str) -> anyhow::Result<ConnectionAddr> {
-    let (host, port) = parse_host_port(host_port).map_err(anyhow::Error::msg)?;
-    Ok(tcp_or_tls(config, host, port))
-}
-
-fn tcp_or_tls(config: &Config, host: String, port: u16) -> ConnectionAddr {
-    if config.redis_tls {
+/// A server's address, over TLS when the settings ask for it.
+fn address(settings: &Settings, addr: &HostPort) -> ConnectionAddr {
+    let (host, port) = (addr.host().to_owned(), addr.port());
+    if settings.tls {
         ConnectionAddr::TcpTls {
             host,
             port,
@@ -512,13 +456,13 @@ fn tcp_or_tls(config: &Config, host: String, port: u16) -> ConnectionAddr {
 }
 
 /// Address plus the data-node credentials.
-fn connection_info(config: &Config, addr: ConnectionAddr) -> ConnectionInfo {
+fn connection_info(addr: ConnectionAddr, credentials: &Credentials) -> ConnectionInfo {
     let mut redis = redis::RedisConnectionInfo::default();
-    if !config.redis_username.is_empty() {
-        redis = redis.set_username(&config.redis_username);
+    if !credentials.username.is_empty() {
+        redis = redis.set_username(&credentials.username);
     }
-    if !config.redis_password.is_empty() {
-        redis = redis.set_password(&config.redis_password);
+    if !credentials.password.is_empty() {
+        redis = redis.set_password(&credentials.password);
     }
     addr.into_connection_info()
         .expect("a ConnectionAddr is always valid connection info")
@@ -535,24 +479,6 @@ fn rfc3339(millis: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_share_one_hash_tag() {
-        let keys = Keys::new("visit-tracker:").unwrap();
-        assert_eq!(keys.total(), "{visit-tracker}:total");
-        assert_eq!(keys.last(), "{visit-tracker}:last");
-        let date = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
-        assert_eq!(keys.day(date), "{visit-tracker}:day:2026-01-31");
-        assert_eq!(Keys::new("shop").unwrap().total(), "{shop}:total");
-    }
-
-    #[test]
-    fn prefixes_that_break_the_hash_tag_are_refused() {
-        assert!(Keys::new("").is_err());
-        assert!(Keys::new(":").is_err());
-        assert!(Keys::new("{a}").is_err());
-        assert!(Keys::new("a b").is_err());
-    }
 
     #[test]
     fn last_visit_is_rfc3339_utc() {

@@ -1,0 +1,74 @@
+//! `cargo xtask bench <benchmark>`: each prints its figures next to a reference measured in the
+//! same run, never a timed assertion. `cargo xtask bench` runs this binary; the benchmarks live
+//! in their own crate because they start real servers through testkit, which a plain
+//! `cargo xtask <task>` must not compile.
+
+mod app;
+mod image;
+mod measure;
+mod push;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use xtask::workspace::Workspace;
+
+/// Benchmarks that compare against a reference measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask bench", bin_name = "cargo xtask bench")]
+enum Bench {
+    /// The service under wrk against the Redis INCR ceiling (redis-benchmark).
+    App(app::AppBench),
+    /// Image assembly from built binaries against `podman build` of the same binaries.
+    Image(image::ImageBench),
+    /// `image push` against `skopeo copy --all`, and a re-push of an unchanged image.
+    Push(push::PushBench),
+}
+
+fn main() -> ExitCode {
+    let bench = Bench::parse();
+    let result = Workspace::current().and_then(|workspace| {
+        let sh = xshell::Shell::new()?;
+        // From the root of the checkout found at run time, as every xtask task runs.
+        sh.change_dir(&workspace.root);
+        match bench {
+            Bench::App(b) => b.run(&sh),
+            Bench::Image(b) => b.run(&sh),
+            Bench::Push(b) => b.run(&sh),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Bench;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Bench::command().debug_assert();
+    }
+
+    /// The flags the README names for each benchmark still parse.
+    #[test]
+    fn readme_flags_parse() {
+        for line in [
+            "app --workers 2 --threads 2 --rounds 3 --seconds 5",
+            "image --runs 5",
+            "push --runs 9 --layout target/oci/visit-tracker",
+        ] {
+            let args = std::iter::once("cargo xtask bench").chain(line.split(' '));
+            if let Err(err) = Bench::try_parse_from(args) {
+                panic!("`cargo xtask bench {line}`: {err}");
+            }
+        }
+    }
+}
