@@ -9,14 +9,15 @@ use super::node::node_tools;
 use crate::chart::engine::Rendered;
 use crate::tools;
 
-/// Kinds no Kubernetes release defines: their schemas come with their operators' CRDs.
-pub const CRD_KINDS: &[&str] = &[
-    "ServiceMonitor",
-    "PodMonitor",
-    "PrometheusRule",
-    "AlertmanagerConfig",
-    "ExternalSecret",
-    "HTTPRoute",
+/// Kinds no Kubernetes release defines, with the API version the chart must use: their schemas
+/// come with their operators' CRDs.
+pub const CRDS: &[(&str, &str)] = &[
+    ("ServiceMonitor", "monitoring.coreos.com/v1"),
+    ("PodMonitor", "monitoring.coreos.com/v1"),
+    ("PrometheusRule", "monitoring.coreos.com/v1"),
+    ("AlertmanagerConfig", "monitoring.coreos.com/v1alpha1"),
+    ("ExternalSecret", "external-secrets.io/v1"),
+    ("HTTPRoute", "gateway.networking.k8s.io/v1"),
 ];
 
 /// The validator, compiled into the xtask and written next to target/node/node_modules, where
@@ -31,14 +32,13 @@ pub fn validate(sh: &Shell, rendered: &[Rendered]) -> Result<()> {
     for r in rendered {
         for doc in load_documents(&r.path)? {
             let kind = doc["kind"].as_str().unwrap_or_default();
-            if !CRD_KINDS.contains(&kind) {
+            let Some((_, expected)) = CRDS.iter().find(|(k, _)| *k == kind) else {
                 continue;
-            }
+            };
             let api = doc["apiVersion"].as_str().unwrap_or_default();
-            let expected = crd_api_version(kind);
             ensure!(
-                Some(api) == expected,
-                "{}: {kind} has apiVersion {api}, expected {expected:?}",
+                api == *expected,
+                "{}: {kind} has apiVersion {api}, expected {expected}",
                 r.path.display()
             );
             let source = format!("{}.yaml", r.label);
@@ -59,14 +59,4 @@ pub fn validate(sh: &Shell, rendered: &[Rendered]) -> Result<()> {
         .context("custom resources do not match their CRD schemas")?;
     eprintln!("{} custom resources match their CRD schemas", items.len());
     Ok(())
-}
-
-fn crd_api_version(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "ServiceMonitor" | "PodMonitor" | "PrometheusRule" => "monitoring.coreos.com/v1",
-        "AlertmanagerConfig" => "monitoring.coreos.com/v1alpha1",
-        "ExternalSecret" => "external-secrets.io/v1",
-        "HTTPRoute" => "gateway.networking.k8s.io/v1",
-        _ => return None,
-    })
 }

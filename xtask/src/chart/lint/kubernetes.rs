@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
-use super::crds::CRD_KINDS;
+use super::crds::CRDS;
 use crate::chart::engine::Rendered;
 use crate::chart::{CHART_DIR, chart_field};
 use crate::tools;
@@ -59,7 +59,7 @@ pub fn kube_version_bounds(constraint: &str) -> Result<(String, String)> {
 }
 
 /// Every rendered object under `kubernetes-validate --strict` for each version. Kinds without a
-/// schema in Kubernetes must be exactly those of [`CRD_KINDS`], which [`super::crds`] checks.
+/// schema in Kubernetes must be exactly those of [`CRDS`], which [`super::crds`] checks.
 pub fn validate(sh: &Shell, rendered: &[Rendered], versions: &[&str]) -> Result<()> {
     let validate = tools::python_tool(sh, "kubernetes-validate")?;
     let files: Vec<&Path> = rendered.iter().map(|r| r.path.as_path()).collect();
@@ -90,9 +90,9 @@ pub fn validate(sh: &Shell, rendered: &[Rendered], versions: &[&str]) -> Result<
 /// kubernetes-validate's "no schema" warning for one of the CRD kinds the chart knows about.
 fn is_known_crd_warning(line: &str) -> bool {
     line.contains("Couldn't find schema for kind")
-        && CRD_KINDS
+        && CRDS
             .iter()
-            .any(|k| line.contains(&format!("kind {k} with")))
+            .any(|(k, _)| line.contains(&format!("kind {k} with")))
 }
 
 #[cfg(test)]
