@@ -10,7 +10,7 @@ use serde_json::Value;
 use xshell::Shell;
 use xtask::chart::engine::{Engine, Rendered};
 use xtask::chart::lint::{
-    crds, dashboard, kubernetes, manifest, metrics, policy, readme, rules, values,
+    crds, dashboard, kubernetes, manifest, metrics, policy, readme, rules, service, values,
 };
 use xtask::chart::package;
 
@@ -480,7 +480,7 @@ fn get(port: u16, path: &str) -> (String, String) {
 #[test]
 fn the_service_accepts_the_charts_environment_and_exports_every_series_the_chart_uses() {
     let sh = shell();
-    let binary = metrics::service_binary(&sh).expect("building the service");
+    let binary = service::service_binary(&sh).expect("building the service");
     let redis = testkit::redis::RedisServer::start();
     let port = testkit::free_port();
 

@@ -10,6 +10,7 @@ mod node;
 pub mod policy;
 pub mod readme;
 pub mod rules;
+pub mod service;
 pub mod values;
 
 use std::path::Path;
