@@ -1,10 +1,13 @@
 //! `cargo xtask test` (lints and every test) and `cargo xtask ci` (the whole pull-request pipeline).
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser};
+use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::{Cli, cargo, tools};
+use crate::chart::Chart;
+use crate::image::Image;
+use crate::scan::{Scanner, SecurityScan};
+use crate::{Task, cargo, task_defaults, tools};
 
 /// The pull-request pipeline, as `.github/workflows/ci.yml` runs it, in one command.
 #[derive(Debug, Args)]
@@ -12,28 +15,33 @@ pub struct Ci {}
 
 impl Ci {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        // Each step goes through the same parser as the command line, so `ci` runs exactly what
-        // `cargo xtask <step>` runs, with the same defaults.
-        let steps: &[&[&str]] = &[
-            &["test"],
-            // The chart's policy check runs in `chart lint` below, over the same renders.
-            &["security-scan", "--skip", "chart"],
-            &["image", "build"],
-            &["chart", "lint"],
-        ];
-        for step in steps {
-            let line = step.join(" ");
+        for (line, task) in steps()? {
             eprintln!("\n==> cargo xtask {line}");
-            let cli =
-                Cli::try_parse_from(std::iter::once("cargo xtask").chain(step.iter().copied()))
-                    .with_context(|| format!("parsing `{line}`"))?;
-            cli.task
-                .run(sh)
+            task.run(sh)
                 .with_context(|| format!("`cargo xtask {line}` failed"))?;
         }
         eprintln!("\nci: all steps passed");
         Ok(())
     }
+}
+
+/// The pipeline's tasks, each with the command line it stands for. Every task gets the defaults
+/// its command line has (environment fallbacks included), so `ci` runs exactly what
+/// `cargo xtask <step>` runs.
+fn steps() -> Result<Vec<(&'static str, Task)>> {
+    Ok(vec![
+        ("test", Task::Test(task_defaults()?)),
+        // The chart's policy check runs in `chart lint` below, over the same renders.
+        (
+            "security-scan --skip chart",
+            Task::SecurityScan(SecurityScan {
+                skip: vec![Scanner::Chart],
+                ..task_defaults()?
+            }),
+        ),
+        ("image build", Task::Image(Image::Build(task_defaults()?))),
+        ("chart lint", Task::Chart(Chart::Lint(task_defaults()?))),
+    ])
 }
 
 /// `cargo fmt --check`, `cargo clippy -D warnings`, then `cargo test` over the whole workspace.
@@ -75,5 +83,23 @@ impl Test {
         .run()
         .context("tests failed")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each step runs the task its printed line names, with the values that line parses to.
+    #[test]
+    fn steps_are_the_tasks_their_lines_name() {
+        use crate::Cli;
+        use clap::Parser;
+        for (line, task) in steps().unwrap() {
+            let parsed = Cli::try_parse_from(std::iter::once("cargo xtask").chain(line.split(' ')))
+                .unwrap()
+                .task;
+            assert_eq!(format!("{parsed:?}"), format!("{task:?}"), "{line}");
+        }
     }
 }

@@ -9,11 +9,12 @@ pub mod image;
 pub mod registry;
 pub mod release;
 pub mod scan;
+pub mod term;
 pub mod tools;
 
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use xshell::Shell;
 
 #[derive(Debug, Parser)]
@@ -64,6 +65,15 @@ impl Task {
             Task::Act(t) => t.run(sh),
         }
     }
+}
+
+/// A task's arguments with no flags given: clap's defaults and environment fallbacks (such as
+/// `SOURCE_DATE_EPOCH`), so a task called from code (`ci`, `release`) runs exactly as
+/// `cargo xtask <task>` would. Only for tasks without required arguments.
+pub fn task_defaults<T: Args + FromArgMatches>() -> anyhow::Result<T> {
+    let matches =
+        T::augment_args(clap::Command::new("cargo xtask")).try_get_matches_from(["cargo xtask"])?;
+    Ok(T::from_arg_matches(&matches)?)
 }
 
 /// The workspace root; tasks run from here so relative paths mean the same everywhere.

@@ -1,20 +1,26 @@
 //! `cargo xtask release vX.Y.Z`: image with its semver tags, chart bumped, packaged and pushed,
 //! SBOM; what `.github/workflows/release.yml` runs before GitHub signs, attests and publishes.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser};
+use clap::Args;
+use oci_spec::image::Digest;
+use semver::Version;
 use serde_json::Value;
 use xshell::{Shell, cmd};
 
-use crate::{Cli, cargo, chart, scan::sbom::SBOM_PATH};
+use crate::image::push::GitRef;
+use crate::registry::{OciUrl, RegistryArgs, RepositoryName};
+use crate::scan::{Scanner, SecurityScan, sbom::SBOM_PATH};
+use crate::{cargo, chart, image, task_defaults};
 
 /// The crate whose version a release tag must carry.
 const APP: &str = "visit-tracker";
 /// Where `chart package` writes the archive the release pushes and attaches.
 const CHART_OUT: &str = "target/charts";
-/// Stands for the pushed image's digest in the plan until `image push` has run.
+/// Stands for the pushed image's digest in a printed plan until `image push` has run.
 pub const DIGEST: &str = "<pushed-image-digest>";
 
 /// Release a version: check the tag, build and push the image, bump, package and push the chart.
@@ -37,11 +43,156 @@ pub struct Release {
 pub struct Plan {
     pub version: String,
     /// The image repository, without tag or digest.
-    pub image: String,
+    pub image: RepositoryName,
     pub chart_version: String,
-    pub chart_package: String,
-    /// `cargo xtask` invocations, in order; [`DIGEST`] is filled in after `image push`.
-    pub steps: Vec<Vec<String>>,
+    pub chart_package: PathBuf,
+    /// In order; the image digest reaches `chart bump` as a value once `image push` has run.
+    pub steps: Vec<Step>,
+}
+
+/// One step of a release: a task and the values it runs with. Each step calls its task with
+/// these values, so a step cannot name a flag the task does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `image build` as its command line runs it (defaults, `SOURCE_DATE_EPOCH`).
+    ImageBuild,
+    /// Pushes the layout under the tags the release tag gives; yields the index digest.
+    ImagePush {
+        image: RepositoryName,
+        git_ref: GitRef,
+        layout: PathBuf,
+    },
+    /// Sets the chart's version and appVersion and pins the image by `digest`: `None` in the
+    /// plan, the digest `image push` yielded when it runs.
+    ChartBump {
+        version: Version,
+        app_version: Version,
+        digest: Option<Digest>,
+    },
+    ChartPackage {
+        out_dir: PathBuf,
+    },
+    ChartPush {
+        repo: OciUrl,
+        package: PathBuf,
+    },
+    /// `security-scan --only sbom`.
+    Sbom,
+}
+
+impl Step {
+    /// The step with the image digest filled in where it waits for one.
+    fn with_pushed_digest(self, pushed: Option<&Digest>) -> Step {
+        match self {
+            Step::ChartBump {
+                version,
+                app_version,
+                digest: None,
+            } => Step::ChartBump {
+                version,
+                app_version,
+                digest: pushed.cloned(),
+            },
+            step => step,
+        }
+    }
+
+    /// Runs the task; `image push` returns the digest it pushed.
+    fn run(self, sh: &Shell) -> Result<Option<Digest>> {
+        match self {
+            Step::ImageBuild => task_defaults::<image::build::Build>()?.run(sh)?,
+            Step::ImagePush {
+                image,
+                git_ref,
+                layout,
+            } => {
+                let push = image::push::Push {
+                    image,
+                    tags: Vec::new(),
+                    tags_from_ref: Some(git_ref),
+                    sha: None,
+                    layout,
+                    registry: RegistryArgs::default(),
+                };
+                return Ok(Some(push.push(sh)?.digest));
+            }
+            Step::ChartBump {
+                version,
+                app_version,
+                digest,
+            } => {
+                let digest = digest
+                    .context("`chart bump` pins the image by digest, but no image was pushed")?;
+                chart::bump::Bump {
+                    version: Some(version.to_string()),
+                    new_version: None,
+                    patch: false,
+                    minor: false,
+                    major: false,
+                    app_version: Some(app_version.to_string()),
+                    digest: Some(digest.to_string()),
+                    check: None,
+                }
+                .run(sh)?
+            }
+            Step::ChartPackage { out_dir } => chart::package::Package { out_dir }.run(sh)?,
+            Step::ChartPush { repo, package } => chart::push::Push {
+                repo,
+                package: Some(package),
+                registry: RegistryArgs::default(),
+            }
+            .run(sh)?,
+            Step::Sbom => SecurityScan {
+                only: vec![Scanner::Sbom],
+                ..task_defaults()?
+            }
+            .run(sh)?,
+        }
+        Ok(None)
+    }
+}
+
+/// The step as the `cargo xtask` command line that does the same.
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::ImageBuild => write!(f, "image build"),
+            Step::ImagePush {
+                image,
+                git_ref,
+                layout,
+            } => write!(
+                f,
+                "image push --image {image} --tags-from-ref {git_ref} --layout {}",
+                layout.display()
+            ),
+            Step::ChartBump {
+                version,
+                app_version,
+                digest,
+            } => {
+                write!(
+                    f,
+                    "chart bump {version} --app-version {app_version} --digest "
+                )?;
+                match digest {
+                    Some(d) => write!(f, "{d}"),
+                    None => f.write_str(DIGEST),
+                }
+            }
+            Step::ChartPackage { out_dir } => {
+                write!(f, "chart package --out-dir {}", out_dir.display())
+            }
+            Step::ChartPush { repo, package } => {
+                write!(
+                    f,
+                    "chart push --repo {repo} --package {}",
+                    package.display()
+                )
+            }
+            Step::Sbom => write!(f, "security-scan --only sbom"),
+        }
+    }
 }
 
 /// The release plan for `tag`, or why the tag cannot be released. `layout` is the OCI layout
@@ -55,13 +206,13 @@ pub fn plan(
     crate_version: &str,
     chart_version: &str,
     registry: &str,
-    layout: &str,
+    layout: impl AsRef<Path>,
 ) -> Result<Plan> {
     let Some(version) = tag.strip_prefix('v') else {
         bail!("release tag `{tag}` must start with `v` (e.g. v{crate_version})");
     };
-    semver::Version::parse(version)
-        .with_context(|| format!("release tag `{tag}` is not v<semver>"))?;
+    let app_version =
+        Version::parse(version).with_context(|| format!("release tag `{tag}` is not v<semver>"))?;
     if version != crate_version {
         bail!(
             "release tag `{tag}` does not match the `{APP}` crate version {crate_version} \
@@ -72,48 +223,42 @@ pub fn plan(
     if registry.is_empty() || registry.contains("://") {
         bail!("--registry `{registry}` must be HOST[:PORT]/NAMESPACE, without a scheme");
     }
-    let chart = semver::Version::parse(chart_version)
+    let repository = |name: &str| {
+        format!("{registry}/{name}")
+            .parse::<RepositoryName>()
+            .with_context(|| format!("--registry `{registry}`"))
+    };
+    let image = repository(APP)?;
+    let charts = OciUrl(repository("charts")?);
+    let chart = Version::parse(chart_version)
         .with_context(|| format!("chart version `{chart_version}` is not semver"))?;
-    let chart_version = semver::Version::new(chart.major, chart.minor, chart.patch + 1).to_string();
-    let image = format!("{registry}/{APP}");
-    let chart_package = format!("{CHART_OUT}/{APP}-{chart_version}.tgz");
-    let s = |parts: &[&str]| parts.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+    let chart_version = Version::new(chart.major, chart.minor, chart.patch + 1);
+    let chart_package = Path::new(CHART_OUT).join(format!("{APP}-{chart_version}.tgz"));
     let steps = vec![
-        s(&["image", "build"]),
-        s(&[
-            "image",
-            "push",
-            "--image",
-            &image,
-            "--tags-from-ref",
-            &format!("refs/tags/{tag}"),
-            "--layout",
-            layout,
-        ]),
-        s(&[
-            "chart",
-            "bump",
-            &chart_version,
-            "--app-version",
-            version,
-            "--digest",
-            DIGEST,
-        ]),
-        s(&["chart", "package", "--out-dir", CHART_OUT]),
-        s(&[
-            "chart",
-            "push",
-            "--repo",
-            &format!("oci://{registry}/charts"),
-            "--package",
-            &chart_package,
-        ]),
-        s(&["security-scan", "--only", "sbom"]),
+        Step::ImageBuild,
+        Step::ImagePush {
+            image: image.clone(),
+            git_ref: GitRef::Tag(tag.to_owned()),
+            layout: layout.as_ref().to_owned(),
+        },
+        Step::ChartBump {
+            version: chart_version.clone(),
+            app_version,
+            digest: None,
+        },
+        Step::ChartPackage {
+            out_dir: CHART_OUT.into(),
+        },
+        Step::ChartPush {
+            repo: charts,
+            package: chart_package.clone(),
+        },
+        Step::Sbom,
     ];
     Ok(Plan {
         version: version.to_owned(),
         image,
-        chart_version,
+        chart_version: chart_version.to_string(),
         chart_package,
         steps,
     })
@@ -136,19 +281,6 @@ fn crate_version(sh: &Shell) -> Result<String> {
         .with_context(|| format!("no `{APP}` package in the workspace"))
 }
 
-/// The digest of the image index in an OCI layout: what `image push` pushed by digest.
-fn index_digest(layout: &Path) -> Result<String> {
-    let path = layout.join("index.json");
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
-    index["manifests"][0]["digest"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("{}: no manifest digest", path.display()))
-}
-
 impl Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let root = sh.current_dir();
@@ -166,51 +298,42 @@ impl Release {
             &crate_version(sh)?,
             &chart_version,
             &self.registry,
-            &layout.to_string_lossy(),
+            &layout,
         )?;
         eprintln!(
             "release {}: image {}, chart {} ({})",
-            self.tag, plan.image, plan.chart_version, plan.chart_package
+            self.tag,
+            plan.image,
+            plan.chart_version,
+            plan.chart_package.display()
         );
         let mut digest = None;
-        for step in &plan.steps {
-            let step: Vec<String> = step
-                .iter()
-                .map(|a| match (&digest, a.as_str()) {
-                    (Some(d), DIGEST) => String::clone(d),
-                    _ => a.clone(),
-                })
-                .collect();
-            let line = format!("cargo xtask {}", step.join(" "));
+        for step in plan.steps.iter().cloned() {
+            let step = step.with_pushed_digest(digest.as_ref());
+            let line = format!("cargo xtask {step}");
             if self.dry_run {
                 println!("would run: {line}");
                 continue;
             }
             eprintln!("\n==> {line}");
-            let cli = Cli::try_parse_from(
-                std::iter::once("cargo xtask").chain(step.iter().map(String::as_str)),
-            )
-            .with_context(|| format!("parsing `{line}`"))?;
-            cli.task
-                .run(sh)
-                .with_context(|| format!("`{line}` failed"))?;
-            if step[..2] == ["image", "push"] {
-                digest = Some(index_digest(&layout)?);
+            if let Some(pushed) = step.run(sh).with_context(|| format!("`{line}` failed"))? {
+                digest = Some(pushed);
             }
         }
         if self.dry_run {
             println!(
                 "would then, on GitHub only: sign {}@<digest> with cosign (keyless), attest build \
                  provenance and the SBOM, publish the GitHub release with notes, {} and {SBOM_PATH}",
-                plan.image, plan.chart_package
+                plan.image,
+                plan.chart_package.display()
             );
             return Ok(());
         }
         // release.yml's later steps (signing, attestations, the GitHub release) read these; the
         // image digest is already there, written by `image push`.
         crate::github_output(&[
-            ("image-name", &plan.image),
-            ("chart", &plan.chart_package),
+            ("image-name", &plan.image.to_string()),
+            ("chart", &plan.chart_package.to_string_lossy()),
             ("sbom", SBOM_PATH),
         ])?;
         eprintln!("\nrelease {}: done", self.tag);
@@ -233,10 +356,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.version, "1.2.3");
-        assert_eq!(plan.image, "ghcr.io/acme/visit-tracker");
+        assert_eq!(plan.image.to_string(), "ghcr.io/acme/visit-tracker");
         assert_eq!(plan.chart_version, "0.4.2");
-        assert_eq!(plan.chart_package, "target/charts/visit-tracker-0.4.2.tgz");
-        let lines: Vec<String> = plan.steps.iter().map(|s| s.join(" ")).collect();
+        assert_eq!(
+            plan.chart_package,
+            Path::new("target/charts/visit-tracker-0.4.2.tgz")
+        );
+        let lines: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,
             [
@@ -262,8 +388,96 @@ mod tests {
             "l",
         )
         .unwrap();
-        assert!(plan.steps[1].contains(&"refs/tags/v2.0.0-rc.1".to_owned()));
-        assert!(plan.steps[2].contains(&"2.0.0-rc.1".to_owned()));
+        assert!(
+            matches!(&plan.steps[1], Step::ImagePush { git_ref: GitRef::Tag(t), .. }
+                if t == "v2.0.0-rc.1"),
+            "{:?}",
+            plan.steps[1]
+        );
+        assert!(
+            matches!(&plan.steps[2], Step::ChartBump { app_version, .. }
+                if app_version.to_string() == "2.0.0-rc.1"),
+            "{:?}",
+            plan.steps[2]
+        );
+    }
+
+    /// What a dry run prints is a command line that runs the same task with the same values.
+    #[test]
+    fn printed_steps_are_the_command_lines_of_the_same_tasks() {
+        use crate::chart::Chart;
+        use crate::image::Image;
+        use crate::{Cli, Task};
+        use clap::Parser;
+        let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
+        let plan = plan("v1.2.3", "1.2.3", "0.4.1", "127.0.0.1:5000/acme", "/t/oci").unwrap();
+        for step in plan.steps {
+            let step = step.with_pushed_digest(Some(&digest));
+            let line = step.to_string();
+            let parsed = Cli::try_parse_from(std::iter::once("cargo xtask").chain(line.split(' ')))
+                .unwrap_or_else(|e| panic!("`{line}`: {e}"))
+                .task;
+            match (&step, parsed) {
+                (Step::ImageBuild, Task::Image(Image::Build(_))) => {}
+                (
+                    Step::ImagePush {
+                        image,
+                        git_ref,
+                        layout,
+                    },
+                    Task::Image(Image::Push(p)),
+                ) => {
+                    assert_eq!(&p.image, image);
+                    assert_eq!(p.tags_from_ref.as_ref(), Some(git_ref));
+                    assert_eq!(&p.layout, layout);
+                    assert!(p.tags.is_empty() && p.sha.is_none());
+                }
+                (
+                    Step::ChartBump {
+                        version,
+                        app_version,
+                        digest: Some(digest),
+                    },
+                    Task::Chart(Chart::Bump(b)),
+                ) => {
+                    assert_eq!(b.new_version, Some(version.to_string()));
+                    assert_eq!(b.app_version, Some(app_version.to_string()));
+                    assert_eq!(b.digest, Some(digest.to_string()));
+                }
+                (Step::ChartPackage { out_dir }, Task::Chart(Chart::Package(p))) => {
+                    assert_eq!(&p.out_dir, out_dir);
+                }
+                (Step::ChartPush { repo, package }, Task::Chart(Chart::Push(p))) => {
+                    assert_eq!(&p.repo, repo);
+                    assert_eq!(p.package.as_ref(), Some(package));
+                }
+                (Step::Sbom, Task::SecurityScan(s)) => assert_eq!(s.only, [Scanner::Sbom]),
+                (step, task) => panic!("`{line}` parses as {task:?}, not {step:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_chart_bump_waits_for_the_pushed_digest() {
+        let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
+        let plan = plan("v1.2.3", "1.2.3", "0.4.1", "ghcr.io/acme", "l").unwrap();
+        let filled: Vec<Step> = plan
+            .steps
+            .iter()
+            .cloned()
+            .map(|s| s.with_pushed_digest(Some(&digest)))
+            .collect();
+        for (before, after) in plan.steps.iter().zip(&filled) {
+            match after {
+                Step::ChartBump { digest: d, .. } => assert_eq!(d.as_ref(), Some(&digest)),
+                other => assert_eq!(other, before),
+            }
+        }
+        assert!(
+            filled[2]
+                .to_string()
+                .ends_with(&format!("--digest {digest}"))
+        );
     }
 
     #[test]

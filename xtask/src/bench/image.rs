@@ -8,9 +8,10 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::image::build::{self, GitInfo, Workspace, human_size, tag_for};
+use crate::image::build::{self, GitInfo, Workspace, tag_for};
 use crate::image::layout;
 use crate::image::oci::{BINARY_PATH, EXPOSED_PORT, Platform, USER};
+use crate::term::human_size;
 use crate::tools;
 
 /// The reference: a `FROM scratch` image copying the same binary, as a Dockerfile user writes it.
@@ -108,7 +109,11 @@ impl ImageBench {
             // Ours: read the binaries, assemble, write the layout (atomically, as `image build`).
             let started = Instant::now();
             let built = build::assemble(metadata, binaries)?;
-            layout::write(&scratch.join("oci"), &built, &tag_for(&metadata.version)?)?;
+            layout::write(
+                &scratch.join("oci"),
+                &built,
+                tag_for(&metadata.version)?.as_str(),
+            )?;
             ours.push(started.elapsed());
             image = Some(built);
 

@@ -8,7 +8,7 @@ use clap::Args;
 use testkit::registry::{Registry, SlowProxy};
 use xshell::{Shell, cmd};
 
-use crate::registry::human;
+use crate::term::human_size;
 
 /// Push time against `skopeo copy --all` in the same run (each to a fresh repository of a local
 /// docker-registry), and the time and bytes of a re-push of an unchanged image.
@@ -53,7 +53,7 @@ impl PushBench {
             "bench push: {} ({} blobs, {}), {} rounds each",
             layout.display(),
             image.blobs.len(),
-            human(total),
+            human_size(total),
             self.runs
         );
         let task = std::env::current_exe().context("locating the xtask binary")?;
@@ -110,7 +110,7 @@ impl PushBench {
         let (m_ours, m_theirs) = (median(&mut ours), median(&mut theirs));
         println!(
             "push of {} ({} blobs), median of {} rounds:",
-            human(total),
+            human_size(total),
             image.blobs.len(),
             self.runs
         );
@@ -124,7 +124,7 @@ impl PushBench {
             "re-push of the unchanged image: {:.1} ms, {} sent in all requests, {} blob uploads \
              (target: 0)",
             ms(repush),
-            human(proxy.bytes_sent()),
+            human_size(proxy.bytes_sent()),
             blob_uploads
         );
         let _ = std::fs::remove_dir_all(&scratch);

@@ -1,22 +1,28 @@
-//! Pushes the packaged chart to an OCI registry with Helm's media types.
+//! `cargo xtask chart push`: the packaged chart as a push set with Helm's media types.
 //!
 //! The artifact is what `helm push` makes: a config blob holding Chart.yaml as JSON, one layer
 //! with the `.tgz`, and a manifest tagged with the chart version, under `REPO/<chart name>`. So
 //! `helm pull oci://REPO/visit-tracker --version X` and `helm install oci://...` work.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
+use oci_spec::image::{
+    ANNOTATION_DESCRIPTION, ANNOTATION_TITLE, ANNOTATION_VERSION, Descriptor, ImageManifestBuilder,
+    MediaType,
+};
 use xshell::Shell;
 
-use crate::registry::{self, Progress, RegistryArgs, Repo, human, short};
+use crate::image::oci::canonical_json;
+use crate::registry::{self, Blob, Manifest, OciUrl, PushSet, RegistryArgs, Repo, Tag};
+use crate::term::{PushProgress, human_size};
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub const CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CHART_DIR: &str = "charts/visit-tracker";
 
 /// Pushes the packaged chart to an OCI registry as REPO/<chart>:<version>, like `helm push`.
@@ -24,7 +30,7 @@ const CHART_DIR: &str = "charts/visit-tracker";
 pub struct Push {
     /// The OCI repository root, e.g. oci://ghcr.io/owner/charts (the chart name is appended).
     #[arg(long, value_name = "oci://HOST/PATH")]
-    pub repo: String,
+    pub repo: OciUrl,
     /// The chart package (default: target/charts/visit-tracker-<version>.tgz, from
     /// `cargo xtask chart package`).
     #[arg(long, value_name = "FILE")]
@@ -35,33 +41,25 @@ pub struct Push {
 
 impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        ensure!(
-            self.repo.starts_with("oci://"),
-            "--repo `{}`: expected oci://HOST/PATH",
-            self.repo
-        );
-        let (host, path) = registry::split_repository(&self.repo)?;
         let package = match self.package {
             Some(p) => sh.current_dir().join(p),
             None => default_package(&sh.current_dir())?,
         };
-        let tgz = registry::read(&package)?;
-        let artifact = Artifact::from_package(&tgz)
+        let tgz =
+            std::fs::read(&package).with_context(|| format!("reading {}", package.display()))?;
+        let (chart, set) = push_set(&tgz)
             .with_context(|| format!("reading the chart package {}", package.display()))?;
-        let repository = format!("{path}/{}", artifact.name);
-        let repo = Repo::open(&self.registry, &host, &repository)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(push(&repo, &artifact))?;
-        let reference = format!("{host}/{repository}:{}", artifact.tag());
+        let name = self.repo.0.join(&chart.name)?;
+        let repo = Repo::open(&self.registry, &name)?;
+        let pushed = registry::push(&repo, &set, Arc::new(PushProgress::new()))?;
+        let reference = format!("{name}:{}", chart.tag);
         eprintln!(
             "pushed chart {} {} ({}) as oci://{reference}",
-            artifact.name,
-            artifact.version,
-            human(tgz.len() as u64)
+            chart.name,
+            chart.version,
+            human_size(tgz.len() as u64)
         );
-        println!("{reference}@{}", artifact.manifest_digest());
+        println!("{reference}@{}", pushed.digest);
         Ok(())
     }
 }
@@ -89,70 +87,53 @@ fn field<'a>(meta: &'a serde_json::Value, key: &str) -> Result<&'a str> {
         .with_context(|| format!("Chart.yaml has no `{key}`"))
 }
 
-/// The chart as Helm stores it in a registry: config, layer and manifest bytes.
-#[derive(Debug, Clone)]
-pub struct Artifact {
+/// Which chart a package holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartMeta {
     pub name: String,
     pub version: String,
-    pub config: Vec<u8>,
-    pub layer: Vec<u8>,
-    pub manifest: Vec<u8>,
-}
-
-impl Artifact {
-    /// Builds the artifact from a chart `.tgz`: its `<chart>/Chart.yaml` becomes the config.
-    pub fn from_package(tgz: &[u8]) -> Result<Artifact> {
-        let chart_yaml = chart_yaml_of(tgz)?;
-        let meta = chart_json(&chart_yaml).context("parsing Chart.yaml")?;
-        let name = field(&meta, "name")?.to_owned();
-        let version = field(&meta, "version")?.to_owned();
-        semver::Version::parse(&version)
-            .with_context(|| format!("Chart.yaml version `{version}` is not semver"))?;
-        let config = serde_json::to_vec(&meta)?;
-        let descriptor = |media_type: &str, bytes: &[u8]| {
-            serde_json::json!({
-                "mediaType": media_type,
-                "digest": digest(bytes),
-                "size": bytes.len(),
-            })
-        };
-        let mut annotations = serde_json::Map::new();
-        annotations.insert("org.opencontainers.image.title".into(), name.clone().into());
-        annotations.insert(
-            "org.opencontainers.image.version".into(),
-            version.clone().into(),
-        );
-        if let Some(d) = meta["description"].as_str() {
-            annotations.insert("org.opencontainers.image.description".into(), d.into());
-        }
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_MEDIA_TYPE,
-            "config": descriptor(CONFIG_MEDIA_TYPE, &config),
-            "layers": [descriptor(CHART_MEDIA_TYPE, tgz)],
-            "annotations": annotations,
-        }))?;
-        Ok(Artifact {
-            name,
-            version,
-            config,
-            layer: tgz.to_vec(),
-            manifest,
-        })
-    }
-
     /// The registry tag: the version, with `+` (not allowed in tags) as `_` like Helm does.
-    pub fn tag(&self) -> String {
-        self.version.replace('+', "_")
-    }
-
-    pub fn manifest_digest(&self) -> String {
-        digest(&self.manifest)
-    }
+    pub tag: Tag,
 }
 
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::tools::hex_digest(bytes))
+/// The chart in a `.tgz` as Helm stores it in a registry: its `<chart>/Chart.yaml` as the
+/// config blob, the package as the one layer, the manifest tagged with the version.
+pub fn push_set(tgz: &[u8]) -> Result<(ChartMeta, PushSet)> {
+    let chart_yaml = chart_yaml_of(tgz)?;
+    let meta = chart_json(&chart_yaml).context("parsing Chart.yaml")?;
+    let name = field(&meta, "name")?.to_owned();
+    let version = field(&meta, "version")?.to_owned();
+    semver::Version::parse(&version)
+        .with_context(|| format!("Chart.yaml version `{version}` is not semver"))?;
+    let tag: Tag = version.replace('+', "_").parse()?;
+    let config = Blob::from_bytes(serde_json::to_vec(&meta)?, Some("config"));
+    let chart = Blob::from_bytes(tgz.to_vec(), Some("chart"));
+    let descriptor = |media_type: &str, blob: &Blob| {
+        Descriptor::new(media_type.into(), blob.size, blob.digest.clone())
+    };
+    let mut annotations = HashMap::from([
+        (ANNOTATION_TITLE.to_owned(), name.clone()),
+        (ANNOTATION_VERSION.to_owned(), version.clone()),
+    ]);
+    if let Some(d) = meta["description"].as_str() {
+        annotations.insert(ANNOTATION_DESCRIPTION.to_owned(), d.to_owned());
+    }
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(CONFIG_MEDIA_TYPE, &config))
+        .layers(vec![descriptor(CHART_MEDIA_TYPE, &chart)])
+        .annotations(annotations)
+        .build()?;
+    // The same canonical JSON as the image's manifests: sorted keys, so the same chart gives
+    // the same digest on every push.
+    let manifest = Manifest::new(MediaType::ImageManifest, canonical_json(&manifest)?);
+    let set = PushSet {
+        blobs: vec![config, chart],
+        manifests: vec![manifest],
+        tags: vec![tag.clone()],
+    };
+    Ok((ChartMeta { name, version, tag }, set))
 }
 
 /// The text of `<chart>/Chart.yaml` inside a chart package.
@@ -204,32 +185,10 @@ pub fn chart_json(yaml: &str) -> Result<serde_json::Value> {
     convert(doc)
 }
 
-/// Uploads the config and the package (each only if missing), then the manifest under the
-/// version tag, last.
-pub async fn push(repo: &Repo, artifact: &Artifact) -> Result<()> {
-    repo.login().await?;
-    let progress = Arc::new(Progress::new(artifact.layer.len() as u64));
-    for (bytes, what) in [(&artifact.config, "config"), (&artifact.layer, "chart")] {
-        let d = digest(bytes);
-        if repo.blob_exists(&d).await? {
-            progress.line(&format!("  {}  {what} already in the registry", short(&d)));
-        } else {
-            repo.push_blob(&d, &bytes::Bytes::from(bytes.clone()), &progress)
-                .await?;
-            progress.line(&format!(
-                "  {}  {what} uploaded ({})",
-                short(&d),
-                human(bytes.len() as u64)
-            ));
-        }
-    }
-    repo.push_manifest(&artifact.tag(), &artifact.manifest, MANIFEST_MEDIA_TYPE)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::oci::sha256_digest;
 
     #[test]
     fn chart_yaml_becomes_helm_config_json() {
@@ -266,12 +225,31 @@ mod tests {
                 .unwrap();
             tar.into_inner().unwrap().finish().unwrap();
         }
-        let a = Artifact::from_package(&tgz).unwrap();
-        assert_eq!((a.name.as_str(), a.tag().as_str()), ("demo", "0.2.0_abc"));
-        let manifest: serde_json::Value = serde_json::from_slice(&a.manifest).unwrap();
+        let (chart, set) = push_set(&tgz).unwrap();
+        assert_eq!(
+            (chart.name.as_str(), chart.tag.as_str()),
+            ("demo", "0.2.0_abc")
+        );
+        assert_eq!(set.tags, std::slice::from_ref(&chart.tag));
+        let root = set.root().unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&root.bytes).unwrap();
         assert_eq!(manifest["config"]["mediaType"], CONFIG_MEDIA_TYPE);
         assert_eq!(manifest["layers"][0]["mediaType"], CHART_MEDIA_TYPE);
-        assert_eq!(manifest["layers"][0]["digest"], digest(&tgz));
-        assert!(Artifact::from_package(b"not gzip").is_err());
+        assert_eq!(manifest["layers"][0]["digest"], sha256_digest(&tgz));
+        assert!(push_set(b"not gzip").is_err());
+
+        // The exact bytes, as charts were pushed before the manifest was built with oci-spec:
+        // sorted keys, no spaces. A change here changes the digest of every chart release.
+        let config = br#"{"apiVersion":"v2","name":"demo","version":"0.2.0+abc"}"#;
+        assert_eq!(&set.blobs[0].digest.to_string(), &sha256_digest(config));
+        let expected = format!(
+            r#"{{"annotations":{{"org.opencontainers.image.title":"demo","org.opencontainers.image.version":"0.2.0+abc"}},"config":{{"digest":"{}","mediaType":"{CONFIG_MEDIA_TYPE}","size":{}}},"layers":[{{"digest":"{}","mediaType":"{CHART_MEDIA_TYPE}","size":{}}}],"mediaType":"application/vnd.oci.image.manifest.v1+json","schemaVersion":2}}"#,
+            sha256_digest(config),
+            config.len(),
+            sha256_digest(&tgz),
+            tgz.len()
+        );
+        assert_eq!(String::from_utf8_lossy(&root.bytes), expected);
+        assert_eq!(root.digest.to_string(), sha256_digest(expected.as_bytes()));
     }
 }

@@ -12,6 +12,8 @@ use xshell::{Shell, cmd};
 use super::layout;
 use super::oci::{self, Image, Metadata, Platform};
 use crate::cargo;
+use crate::registry::Tag;
+use crate::term::human_size;
 
 /// The package and binary that go into the image.
 pub const PACKAGE: &str = "visit-tracker";
@@ -82,7 +84,7 @@ impl Build {
         let started = Instant::now();
         let image = assemble(&metadata, &binaries)?;
         let tag = tag_for(&metadata.version)?;
-        layout::write(&output, &image, &tag)?;
+        layout::write(&output, &image, tag.as_str())?;
         eprintln!(
             "image: assembled and wrote {} in {:.2?}",
             output.display(),
@@ -103,7 +105,7 @@ pub struct Built {
     /// The OCI image layout directory.
     pub output: PathBuf,
     /// The layout's tag for the image index (`org.opencontainers.image.ref.name`).
-    pub tag: String,
+    pub tag: Tag,
     pub image: Image,
     /// The binaries the image was assembled from, per platform.
     pub binaries: Vec<(Platform, PathBuf)>,
@@ -122,31 +124,14 @@ pub fn assemble(metadata: &Metadata, binaries: &[(Platform, PathBuf)]) -> Result
     oci::assemble(metadata, &loaded)
 }
 
-/// `2.31 MiB`: sizes as people compare them.
-pub fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.2} MiB", b as f64 / f64::from(1 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / f64::from(1 << 10)),
-        b => format!("{b} B"),
-    }
-}
-
 /// The layout tag for a version. SemVer build metadata (`+...`) is not allowed in an OCI tag, so
 /// it becomes `-...`, as docker/metadata-action does; anything else invalid is an error.
-pub fn tag_for(version: &str) -> Result<String> {
-    let tag = version.replace('+', "-");
-    // The distribution spec's tag grammar: [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
-    let valid = tag.len() <= 128
-        && tag.chars().enumerate().all(|(i, c)| {
-            c.is_ascii_alphanumeric() || c == '_' || (i > 0 && (c == '.' || c == '-'))
-        })
-        && !tag.is_empty();
-    if !valid {
-        bail!(
+pub fn tag_for(version: &str) -> Result<Tag> {
+    version.replace('+', "-").parse().map_err(|_| {
+        anyhow::anyhow!(
             "--version `{version}` cannot be an image tag (letters, digits, `_`, `.`, `-`; at most 128)"
-        );
-    }
-    Ok(tag)
+        )
+    })
 }
 
 /// What `cargo metadata` tells us about the workspace and the service's package.
@@ -464,13 +449,6 @@ mod tests {
             let err = tag_for(bad).unwrap_err().to_string();
             assert!(err.contains("cannot be an image tag"), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn sizes_read_like_people_write_them() {
-        assert_eq!(human_size(512), "512 B");
-        assert_eq!(human_size(2048), "2.0 KiB");
-        assert_eq!(human_size(5 << 20), "5.00 MiB");
     }
 
     #[test]

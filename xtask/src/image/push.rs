@@ -1,16 +1,18 @@
-//! Pushes the OCI image layout to a registry: missing blobs, then manifests by digest, tags last.
+//! `cargo xtask image push`: the OCI image layout as a push set, with tags from flags or a git
+//! ref (the docker/metadata-action scheme); `registry::push` sends it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use futures_util::{StreamExt, TryStreamExt};
 use oci_spec::image::Descriptor;
 use xshell::{Shell, cmd};
 
 use super::layout::Layout;
-use crate::registry::{self, Progress, RegistryArgs, Repo, human, short};
+use crate::registry::{self, Blob, BlobSource, Manifest, PushSet, Pushed, RegistryArgs, Repo};
+use crate::registry::{RepositoryName, Tag};
+use crate::term::{PushProgress, human_size};
 
 /// Pushes an OCI image layout to a registry: blobs the registry lacks, each platform manifest
 /// by digest, then the image index under every tag (tags last, so a failed push moves no tag).
@@ -18,14 +20,14 @@ use crate::registry::{self, Progress, RegistryArgs, Repo, human, short};
 pub struct Push {
     /// Where to push: REGISTRY/REPOSITORY, e.g. ghcr.io/owner/visit-tracker.
     #[arg(long, value_name = "REGISTRY/REPO")]
-    pub image: String,
+    pub image: RepositoryName,
     /// A tag to set (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Also derive tags from a git ref like docker/metadata-action: refs/tags/v1.2.3 gives
     /// 1.2.3, 1.2, 1, latest; refs/heads/main gives main, sha-<7>; refs/pull/N/merge gives pr-N.
     #[arg(long, value_name = "REF")]
-    pub tags_from_ref: Option<String>,
+    pub tags_from_ref: Option<GitRef>,
     /// The commit for sha-<7> tags (default: $GITHUB_SHA, else `git rev-parse HEAD`).
     #[arg(long, value_name = "SHA")]
     pub sha: Option<String>,
@@ -38,12 +40,16 @@ pub struct Push {
 
 impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let (host, repository) = registry::split_repository(&self.image)?;
+        self.push(sh).map(drop)
+    }
+
+    /// Does all `run` does (the push, its report, `$GITHUB_OUTPUT`) and returns what was
+    /// pushed, so `release` gets the digest as a value.
+    pub fn push(self, sh: &Shell) -> Result<Pushed> {
         let mut tags = self.tags.clone();
         if let Some(git_ref) = &self.tags_from_ref {
-            let git_ref = GitRef::parse(git_ref)?;
             // Only branches are tagged with the commit: no git needed for release tags.
-            let sha = match (&self.sha, &git_ref) {
+            let sha = match (&self.sha, git_ref) {
                 (Some(s), _) => s.clone(),
                 (None, GitRef::Branch(_)) => match std::env::var("GITHUB_SHA") {
                     Ok(s) if !s.is_empty() => s,
@@ -51,24 +57,18 @@ impl Push {
                 },
                 (None, _) => String::new(),
             };
-            tags.extend(tags_for(&git_ref, &sha)?);
+            tags.extend(tags_for(git_ref, &sha)?);
         }
-        let tags = dedup(tags);
-        for tag in &tags {
-            check_tag(tag)?;
-        }
-        let layout = sh.current_dir().join(&self.layout);
-        let image = read_layout(&layout)?;
-        let repo = Repo::open(&self.registry, &host, &repository)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let pushed = runtime.block_on(push(&repo, &image, &tags))?;
-        let reference = format!("{host}/{repository}@{}", pushed.digest);
+        let mut image = read_layout(&sh.current_dir().join(&self.layout))?;
+        image.tags = dedup(tags);
+        let repo = Repo::open(&self.registry, &self.image)?;
+        let pushed = registry::push(&repo, &image, Arc::new(PushProgress::new()))?;
+        let reference = format!("{}@{}", self.image, pushed.digest);
+        let tags: Vec<&str> = image.tags.iter().map(Tag::as_str).collect();
         eprintln!(
             "pushed {reference}: {} blobs uploaded ({}), {} already there; tags: {}",
             pushed.uploaded,
-            human(pushed.bytes_sent),
+            human_size(pushed.bytes_sent),
             pushed.present,
             if tags.is_empty() {
                 "none".to_owned()
@@ -78,11 +78,11 @@ impl Push {
         );
         println!("{reference}");
         crate::github_output(&[
-            ("digest", &pushed.digest),
+            ("digest", pushed.digest.as_ref()),
             ("tags", &tags.join(",")),
             ("image", &reference),
         ])?;
-        Ok(())
+        Ok(pushed)
     }
 }
 
@@ -116,10 +116,28 @@ impl GitRef {
     }
 }
 
+impl std::str::FromStr for GitRef {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<GitRef> {
+        GitRef::parse(s)
+    }
+}
+
+impl std::fmt::Display for GitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitRef::Tag(tag) => write!(f, "refs/tags/{tag}"),
+            GitRef::Branch(branch) => write!(f, "refs/heads/{branch}"),
+            GitRef::PullRequest(n) => write!(f, "refs/pull/{n}/merge"),
+        }
+    }
+}
+
 /// The tags docker/metadata-action would give: a release tag `v1.2.3` gives `1.2.3`, `1.2`, `1`
 /// and `latest` (`0.x` never gives a bare `0`; a pre-release gives only itself); a branch its
 /// name and `sha-<7>`; a pull request `pr-<n>`; any other git tag its sanitized name.
-pub fn tags_for(git_ref: &GitRef, sha: &str) -> Result<Vec<String>> {
+pub fn tags_for(git_ref: &GitRef, sha: &str) -> Result<Vec<Tag>> {
     let short_sha = || -> Result<String> {
         ensure!(
             sha.len() >= 7 && sha.chars().all(|c| c.is_ascii_hexdigit()),
@@ -127,7 +145,7 @@ pub fn tags_for(git_ref: &GitRef, sha: &str) -> Result<Vec<String>> {
         );
         Ok(format!("sha-{}", sha[..7].to_ascii_lowercase()))
     };
-    Ok(match git_ref {
+    let names = match git_ref {
         GitRef::Tag(tag) => {
             let version = tag.strip_prefix('v').unwrap_or(tag);
             match semver::Version::parse(version) {
@@ -145,7 +163,8 @@ pub fn tags_for(git_ref: &GitRef, sha: &str) -> Result<Vec<String>> {
         }
         GitRef::Branch(branch) => vec![sanitize(branch), short_sha()?],
         GitRef::PullRequest(n) => vec![format!("pr-{n}")],
-    })
+    };
+    names.iter().map(|name| name.parse()).collect()
 }
 
 /// A ref name as a tag: characters a tag cannot hold become `-` (as metadata-action does).
@@ -163,65 +182,18 @@ fn sanitize(name: &str) -> String {
         .to_owned()
 }
 
-/// Refuses what the distribution spec does not allow as a tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-pub fn check_tag(tag: &str) -> Result<()> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    ensure!(
-        ok,
-        "invalid tag `{tag}`: a tag is 1 to 128 characters of letters, digits, `_`, `.` and `-`, \
-         not starting with `.` or `-`"
-    );
-    Ok(())
-}
-
-fn dedup(tags: Vec<String>) -> Vec<String> {
+fn dedup(tags: Vec<Tag>) -> Vec<Tag> {
     let mut seen = std::collections::HashSet::new();
     tags.into_iter()
         .filter(|t| seen.insert(t.clone()))
         .collect()
 }
 
-/// A blob of the layout: where it is and what it should hash to.
-#[derive(Debug, Clone)]
-pub struct Blob {
-    pub digest: String,
-    pub size: u64,
-    pub path: PathBuf,
-}
-
-/// A manifest or index, with its exact bytes.
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    pub digest: String,
-    pub media_type: String,
-    pub bytes: Vec<u8>,
-}
-
-/// What a push sends, read from an OCI layout: blobs, manifests with children before parents,
-/// and the root (the last manifest) that tags point at.
-#[derive(Debug, Clone)]
-pub struct LayoutImage {
-    pub blobs: Vec<Blob>,
-    pub manifests: Vec<Manifest>,
-}
-
-impl LayoutImage {
-    pub fn root(&self) -> &Manifest {
-        self.manifests
-            .last()
-            .expect("a layout image has a root manifest")
-    }
-}
-
 /// Reads the image `index.json` points to (the layout `image build` writes: one image index
-/// over per-platform manifests), checking the digest of every manifest; blob sizes are checked
-/// here, their digests by the registry as it receives them.
-pub fn read_layout(dir: &Path) -> Result<LayoutImage> {
+/// over per-platform manifests) as what a push sends, without tags: the blobs, each platform's
+/// manifest, then the index as the root. Every manifest's digest is checked here; blob sizes
+/// too, their digests by the registry as it receives them.
+pub fn read_layout(dir: &Path) -> Result<PushSet> {
     ensure!(
         dir.join("oci-layout").is_file(),
         "{} is not an OCI image layout (no oci-layout file): run `cargo xtask image build` first",
@@ -230,10 +202,7 @@ pub fn read_layout(dir: &Path) -> Result<LayoutImage> {
     let layout = Layout::open(dir)?;
     let entry = layout.entry(None)?;
     let index = layout.image_index(entry)?;
-    let mut image = LayoutImage {
-        blobs: Vec::new(),
-        manifests: Vec::new(),
-    };
+    let mut image = PushSet::default();
     for platform in layout.platforms(&index)? {
         let manifest = &platform.manifest;
         for d in std::iter::once(manifest.config()).chain(manifest.layers()) {
@@ -247,15 +216,12 @@ pub fn read_layout(dir: &Path) -> Result<LayoutImage> {
                 path.display(),
                 d.size()
             );
-            if !image
-                .blobs
-                .iter()
-                .any(|b| b.digest == d.digest().to_string())
-            {
+            if !image.blobs.iter().any(|b| b.digest == *d.digest()) {
                 image.blobs.push(Blob {
-                    digest: d.digest().to_string(),
+                    digest: d.digest().clone(),
                     size,
-                    path,
+                    source: BlobSource::File(path),
+                    label: None,
                 });
             }
         }
@@ -269,79 +235,9 @@ pub fn read_layout(dir: &Path) -> Result<LayoutImage> {
 
 fn manifest_of(layout: &Layout, d: &Descriptor) -> Result<Manifest> {
     Ok(Manifest {
-        digest: d.digest().to_string(),
-        media_type: d.media_type().to_string(),
-        bytes: layout.read_blob(d)?,
-    })
-}
-
-/// What a push did.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    pub digest: String,
-    pub uploaded: usize,
-    pub present: usize,
-    pub bytes_sent: u64,
-}
-
-/// Pushes `image` to `repo`: blobs it lacks (checked with HEAD), manifests by digest, then the
-/// root under each tag. Run again after a failure, it sends only what is still missing.
-pub async fn push(repo: &Repo, image: &LayoutImage, tags: &[String]) -> Result<Pushed> {
-    repo.login().await?;
-    let missing: Vec<&Blob> = futures_util::stream::iter(&image.blobs)
-        .map(|b| async move { Ok::<_, anyhow::Error>((b, repo.blob_exists(&b.digest).await?)) })
-        .buffered(8)
-        .try_filter_map(|(b, exists)| async move { Ok((!exists).then_some(b)) })
-        .try_collect()
-        .await?;
-    let total = missing.iter().map(|b| b.size).sum();
-    let progress = Arc::new(Progress::new(total));
-    for b in image
-        .blobs
-        .iter()
-        .filter(|b| !missing.iter().any(|m| m.digest == b.digest))
-    {
-        progress.line(&format!("  {}  already in the registry", short(&b.digest)));
-    }
-    futures_util::stream::iter(&missing)
-        .map(|b| {
-            let progress = &progress;
-            async move {
-                // No local re-hash: the registry computes the digest of what it receives and
-                // refuses a mismatch (DIGEST_INVALID), so a corrupted layout still fails.
-                let data = bytes::Bytes::from(registry::read(&b.path)?);
-                repo.push_blob(&b.digest, &data, progress).await?;
-                progress.line(&format!(
-                    "  {}  uploaded ({})",
-                    short(&b.digest),
-                    human(b.size)
-                ));
-                Ok::<(), anyhow::Error>(())
-            }
-        })
-        .buffer_unordered(4)
-        .try_collect::<()>()
-        .await?;
-    let root = image.root();
-    let by_digest = image
-        .manifests
-        .iter()
-        .filter(|m| m.digest != root.digest || tags.is_empty());
-    for m in by_digest {
-        repo.push_manifest(&m.digest, &m.bytes, &m.media_type)
-            .await?;
-        progress.line(&format!("  {}  manifest", short(&m.digest)));
-    }
-    for tag in tags {
-        repo.push_manifest(tag, &root.bytes, &root.media_type)
-            .await?;
-        progress.line(&format!("  {tag} -> {}", short(&root.digest)));
-    }
-    Ok(Pushed {
-        digest: root.digest.clone(),
-        uploaded: missing.len(),
-        present: image.blobs.len() - missing.len(),
-        bytes_sent: progress.sent(),
+        digest: d.digest().clone(),
+        media_type: d.media_type().clone(),
+        bytes: layout.read_blob(d)?.into(),
     })
 }
 
@@ -349,7 +245,7 @@ pub async fn push(repo: &Repo, image: &LayoutImage, tags: &[String]) -> Result<P
 mod tests {
     use super::*;
 
-    fn tags(r: &str) -> Vec<String> {
+    fn tags(r: &str) -> Vec<Tag> {
         tags_for(&GitRef::parse(r).unwrap(), "0123456789abcdef0123").unwrap()
     }
 
@@ -372,12 +268,13 @@ mod tests {
     }
 
     #[test]
-    fn invalid_tags_are_refused() {
-        for good in ["latest", "1.2.3", "sha-0123456", "_x", &"a".repeat(128)] {
-            check_tag(good).unwrap();
-        }
-        for bad in ["", ".x", "-x", "a/b", "a:b", "ä", &"a".repeat(129)] {
-            assert!(check_tag(bad).is_err(), "{bad}");
+    fn git_refs_print_as_they_parse() {
+        for r in [
+            "refs/tags/v1.2.3",
+            "refs/heads/feature/x",
+            "refs/pull/42/merge",
+        ] {
+            assert_eq!(GitRef::parse(r).unwrap().to_string(), r);
         }
     }
 }

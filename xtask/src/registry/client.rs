@@ -1,0 +1,285 @@
+//! The connection to one repository: oci-client set up with the scheme, CA and credentials the
+//! flags and environment give, each request retried while its failure is transient.
+//!
+//! Everything on the wire goes through oci-client. Passwords stay inside it and are scrubbed
+//! from every error this module returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use oci_spec::image::{Digest, MediaType};
+
+use super::auth::{self, CredentialSource, RegistryArgs};
+use super::error::{ErrorKind, RegistryError, Step, one_line};
+use super::name::{Reference, RepositoryName, is_loopback};
+use super::progress::{Event, Progress};
+
+/// Plain HTTP only where asked (`--insecure`) or where it cannot leave the machine (loopback,
+/// unless a CA certificate says the loopback registry speaks TLS).
+pub fn use_plain_http(registry: &str, insecure: bool, ca_cert: bool) -> bool {
+    insecure || (is_loopback(registry) && !ca_cert)
+}
+
+/// An open connection to one repository of one registry.
+pub struct Repo {
+    client: Client,
+    auth: RegistryAuth,
+    source: CredentialSource,
+    /// Scrubbed from every error message, in case a registry echoes it back.
+    secret: Option<String>,
+    plain_http: bool,
+    name: RepositoryName,
+    /// The registry calls are async (oci-client); the tasks are not.
+    runtime: tokio::runtime::Runtime,
+    /// How often to try a step before giving up, and the first pause between tries.
+    pub attempts: u32,
+    pub first_backoff: Duration,
+}
+
+impl Repo {
+    /// Resolves credentials and TLS settings for the repository `name`. Sends nothing yet.
+    pub fn open(args: &RegistryArgs, name: &RepositoryName) -> Result<Repo> {
+        let registry = name.registry();
+        // oci-client is built without a default crypto provider: ring is the one we ship.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (creds, source) = auth::credentials(args, registry)?;
+        let plain = use_plain_http(registry, args.insecure, args.ca_cert.is_some());
+        let mut config = ClientConfig {
+            protocol: if plain {
+                ClientProtocol::HttpsExcept(vec![registry.to_owned()])
+            } else {
+                ClientProtocol::Https
+            },
+            // One request per blob (POST then PUT) instead of 4 MiB PATCHes: fewer round trips.
+            use_monolithic_push: true,
+            // Bounded waits, so an unreachable or silent registry fails in seconds, not minutes.
+            connect_timeout: Some(Duration::from_secs(5)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..ClientConfig::default()
+        };
+        if let Some(ca) = &args.ca_cert {
+            let data =
+                std::fs::read(ca).with_context(|| format!("reading --ca-cert {}", ca.display()))?;
+            if !String::from_utf8_lossy(&data).contains("-----BEGIN CERTIFICATE-----") {
+                bail!("--ca-cert {}: not a PEM certificate", ca.display());
+            }
+            config.extra_root_certificates.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        // `Client::new` would fall back to a default client on a bad setting; we want the error.
+        let client = Client::try_from(config)
+            .map_err(|e| anyhow::anyhow!("setting up the client for {registry}: {e}"))?;
+        let secret = creds.as_ref().map(|c| c.password.clone());
+        let auth = match creds {
+            Some(c) => RegistryAuth::Basic(c.username, c.password),
+            None => RegistryAuth::Anonymous,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime for registry requests")?;
+        Ok(Repo {
+            client,
+            auth,
+            source,
+            secret,
+            plain_http: plain,
+            name: name.clone(),
+            runtime,
+            attempts: 5,
+            first_backoff: Duration::from_millis(250),
+        })
+    }
+
+    pub fn name(&self) -> &RepositoryName {
+        &self.name
+    }
+
+    /// Runs registry calls to completion from the tasks' synchronous code.
+    pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    fn reference(&self, reference: &Reference) -> oci_client::Reference {
+        let (r, p) = (
+            self.name.registry().to_owned(),
+            self.name.repository().to_owned(),
+        );
+        match reference {
+            Reference::Tag(t) => oci_client::Reference::with_tag(r, p, t.to_string()),
+            Reference::Digest(d) => oci_client::Reference::with_digest(r, p, d.to_string()),
+        }
+    }
+
+    /// Logs in for pushing (a bearer token from the registry's realm, or basic credentials) and
+    /// checks that the registry answers at all.
+    pub(super) async fn login(&self, progress: &dyn Progress) -> Result<(), RegistryError> {
+        let reference = oci_client::Reference::with_tag(
+            self.name.registry().to_owned(),
+            self.name.repository().to_owned(),
+            "latest".to_owned(),
+        );
+        self.retry(Step::Login, progress, || async {
+            self.client
+                .auth(&reference, &self.auth, RegistryOperation::Push)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Whether the registry already has the blob `digest` in this repository.
+    pub(super) async fn blob_exists(
+        &self,
+        digest: &Digest,
+        progress: &dyn Progress,
+    ) -> Result<bool, RegistryError> {
+        let reference = self.reference(&Reference::Digest(digest.clone()));
+        let step = Step::CheckBlob(digest.clone());
+        let digest = digest.to_string();
+        self.retry(step, progress, || {
+            self.client.blob_exists(&reference, &digest)
+        })
+        .await
+    }
+
+    /// Uploads one blob, calling `on_sent` with each chunk's size as the request body takes it.
+    pub(super) async fn push_blob(
+        &self,
+        digest: &Digest,
+        data: &bytes::Bytes,
+        on_sent: Arc<dyn Fn(u64) + Send + Sync>,
+        progress: &dyn Progress,
+    ) -> Result<(), RegistryError> {
+        const CHUNK: usize = 1 << 20;
+        let reference = self.reference(&Reference::Digest(digest.clone()));
+        let step = Step::UploadBlob(digest.clone());
+        let digest = digest.to_string();
+        let size = data.len() as u64;
+        self.retry(step, progress, || {
+            // A fresh stream per try: a retry starts a fresh upload session.
+            let chunks: Vec<bytes::Bytes> = (0..data.len())
+                .step_by(CHUNK)
+                .map(|at| data.slice(at..(at + CHUNK).min(data.len())))
+                .collect();
+            let on_sent = on_sent.clone();
+            let stream = futures_util::stream::iter(chunks).map(move |chunk| {
+                on_sent(chunk.len() as u64);
+                Ok::<_, OciDistributionError>(chunk)
+            });
+            let (reference, digest) = (&reference, &digest);
+            async move {
+                self.client
+                    .push_blob_stream(reference, stream, digest, Some(size))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await
+    }
+
+    /// Puts a manifest (or index) under `reference` with exactly these bytes, so its digest in
+    /// the registry is the one computed locally.
+    pub(super) async fn push_manifest(
+        &self,
+        reference: &Reference,
+        body: &bytes::Bytes,
+        media_type: &MediaType,
+        progress: &dyn Progress,
+    ) -> Result<(), RegistryError> {
+        let step = Step::PutManifest(reference.clone());
+        let media_type = media_type.to_string();
+        // Visible ASCII is exactly what a header value accepts, so the parse below cannot fail.
+        if media_type.is_empty() || !media_type.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return Err(RegistryError {
+                registry: self.name.registry().to_owned(),
+                repository: self.name.repository().to_owned(),
+                step,
+                kind: ErrorKind::Other,
+                detail: format!("media type `{media_type}` is not a valid header value"),
+                attempts: 1,
+            });
+        }
+        let reference = self.reference(reference);
+        self.retry(step, progress, || {
+            self.client.push_manifest_raw(
+                &reference,
+                body.clone(),
+                media_type.parse().expect("checked"),
+            )
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or runs out of tries (with doubling pauses).
+    async fn retry<T, F, Fut>(
+        &self,
+        step: Step,
+        progress: &dyn Progress,
+        mut op: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = oci_client::errors::Result<T>>,
+    {
+        let mut pause = self.first_backoff;
+        let mut attempts = 1;
+        loop {
+            let err = match op().await {
+                Ok(v) => return Ok(v),
+                Err(err) => err,
+            };
+            let error = RegistryError {
+                registry: self.name.registry().to_owned(),
+                repository: self.name.repository().to_owned(),
+                step: step.clone(),
+                kind: ErrorKind::of(&err, self.plain_http, &self.source),
+                detail: self.scrub(&one_line(&err)),
+                attempts,
+            };
+            if attempts >= self.attempts || !error.is_transient() {
+                return Err(error);
+            }
+            progress.report(Event::Retrying {
+                error: &error,
+                pause,
+            });
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            attempts += 1;
+        }
+    }
+
+    fn scrub(&self, message: &str) -> String {
+        match &self.secret {
+            Some(s) if !s.is_empty() => message.replace(s.as_str(), "***"),
+            _ => message.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_or_when_asked() {
+        assert!(use_plain_http("127.0.0.1:5000", false, false));
+        assert!(use_plain_http("localhost:5000", false, false));
+        assert!(use_plain_http("[::1]:5000", false, false));
+        assert!(!use_plain_http("127.0.0.1:5000", false, true));
+        assert!(!use_plain_http("ghcr.io", false, false));
+        assert!(!use_plain_http("10.0.0.1:5000", false, false));
+        assert!(use_plain_http("registry.lan:5000", true, false));
+    }
+}
