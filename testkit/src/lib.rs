@@ -50,11 +50,28 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
-/// The workspace root, for tests that run tasks or read the chart.
+/// The root of the checkout under test, for tests that run tasks or read the chart.
+///
+/// Found at run time from the `CARGO_MANIFEST_DIR` that `cargo test` sets for the test process
+/// (the tested package's directory), not from the one testkit was compiled with: clones sharing
+/// a target directory share one compiled testkit, whose compiled-in path names whichever clone
+/// compiled it, so the tests of one clone would run the tasks and read the chart of another.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit lives one level below the workspace root")
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .expect("CARGO_MANIFEST_DIR is not set: run the tests with `cargo test`, which sets it");
+    package
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.lines().any(|line| line.trim() == "[workspace]"))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no Cargo.toml with [workspace] in {} or above",
+                package.display()
+            )
+        })
         .to_path_buf()
 }
 pub mod redis;

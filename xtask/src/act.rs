@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use xshell::{Shell, cmd};
 
 use crate::tools;
+use crate::workspace::Workspace;
 
 /// Run a workflow locally with act (offline, host mode, stand-ins for third-party actions).
 #[derive(Debug, Args)]
@@ -82,21 +83,24 @@ impl Act {
             }
             args.extend(["-s".into(), name.to_owned()]);
         }
-        // Builds inside act reuse what is already compiled here: cargo's intermediate artifacts
-        // (build-dir) are shared, while final binaries and images go to a target directory of
-        // their own, so act's copy of the repository never overwrites this checkout's xtask.
-        let target_dir = std::env::var("CARGO_TARGET_DIR")
-            .map(|d| root.join(d))
-            .unwrap_or_else(|_| root.join("target"));
+        // Builds inside act reuse what is already compiled here (and the venv in it): act's copy
+        // of the repository shares this checkout's target directory. The xtask binary built
+        // there may then serve this checkout too, which is safe: it finds its checkout at run
+        // time (`Workspace::locate`), and the copy's sources are this checkout's.
+        let workspace = Workspace::current()?;
         args.extend([
             "--env".into(),
-            format!("CARGO_BUILD_BUILD_DIR={}", target_dir.display()),
-            "--env".into(),
-            format!(
-                "CARGO_TARGET_DIR={}",
-                target_dir.join("act/target").display()
-            ),
+            format!("CARGO_TARGET_DIR={}", workspace.target_directory.display()),
         ]);
+        if workspace.build_directory != workspace.target_directory {
+            args.extend([
+                "--env".into(),
+                format!(
+                    "CARGO_BUILD_BUILD_DIR={}",
+                    workspace.build_directory.display()
+                ),
+            ]);
+        }
         if let Some(db) = crate::scan::deps::advisory_db_dir(&root, None) {
             // act runs in a copy of the repository, where the snapshot is not beside it.
             args.extend([

@@ -11,8 +11,7 @@ pub mod release;
 pub mod scan;
 pub mod term;
 pub mod tools;
-
-use std::path::{Path, PathBuf};
+pub mod workspace;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 use xshell::Shell;
@@ -74,14 +73,6 @@ pub fn task_defaults<T: Args + FromArgMatches>() -> anyhow::Result<T> {
     let matches =
         T::augment_args(clap::Command::new("cargo xtask")).try_get_matches_from(["cargo xtask"])?;
     Ok(T::from_arg_matches(&matches)?)
-}
-
-/// The workspace root; tasks run from here so relative paths mean the same everywhere.
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
 }
 
 /// The cargo that started us (`$CARGO`), so nested builds use the same toolchain.

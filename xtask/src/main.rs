@@ -3,16 +3,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use xtask::{Cli, project_root};
+use xtask::Cli;
+use xtask::workspace::Workspace;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = xshell::Shell::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|sh| {
-            sh.change_dir(project_root());
-            cli.task.run(&sh)
-        });
+    let result = Workspace::current().and_then(|workspace| {
+        let sh = xshell::Shell::new()?;
+        // Tasks run from the root of the checkout found at run time, so relative paths mean the
+        // same everywhere and every task reads, builds and scans this checkout's files.
+        sh.change_dir(&workspace.root);
+        cli.task.run(&sh)
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

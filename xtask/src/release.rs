@@ -8,18 +8,16 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use oci_spec::image::Digest;
 use semver::Version;
-use serde_json::Value;
-use xshell::{Shell, cmd};
+use xshell::Shell;
 
 use crate::image::push::GitRef;
 use crate::registry::{OciUrl, RegistryArgs, RepositoryName};
 use crate::scan::{Scanner, SecurityScan, sbom::SBOM_PATH};
-use crate::{cargo, chart, image, task_defaults};
+use crate::workspace::{ChartMeta, Workspace};
+use crate::{chart, image, task_defaults};
 
 /// The crate whose version a release tag must carry.
-const APP: &str = "visit-tracker";
-/// Where `chart package` writes the archive the release pushes and attaches.
-const CHART_OUT: &str = "target/charts";
+const APP: &str = crate::workspace::APP;
 /// Stands for the pushed image's digest in a printed plan until `image push` has run.
 pub const DIGEST: &str = "<pushed-image-digest>";
 
@@ -111,7 +109,7 @@ impl Step {
                     tags: Vec::new(),
                     tags_from_ref: Some(git_ref),
                     sha: None,
-                    layout,
+                    layout: Some(layout),
                     registry: RegistryArgs::default(),
                 };
                 return Ok(Some(push.push(sh)?.digest));
@@ -135,7 +133,10 @@ impl Step {
                 }
                 .run(sh)?
             }
-            Step::ChartPackage { out_dir } => chart::package::Package { out_dir }.run(sh)?,
+            Step::ChartPackage { out_dir } => chart::package::Package {
+                out_dir: Some(out_dir),
+            }
+            .run(sh)?,
             Step::ChartPush { repo, package } => chart::push::Push {
                 repo,
                 package: Some(package),
@@ -196,7 +197,8 @@ impl fmt::Display for Step {
 }
 
 /// The release plan for `tag`, or why the tag cannot be released. `layout` is the OCI layout
-/// `image build` writes (under the cargo target directory).
+/// `image build` writes and `packages` the directory `chart package` writes into (both under the
+/// cargo target directory).
 ///
 /// The chart is released as the next patch of its committed version, with `appVersion` = the
 /// release and the image pinned by digest; minor and major chart changes come in pull requests
@@ -207,6 +209,7 @@ pub fn plan(
     chart_version: &str,
     registry: &str,
     layout: impl AsRef<Path>,
+    packages: impl AsRef<Path>,
 ) -> Result<Plan> {
     let Some(version) = tag.strip_prefix('v') else {
         bail!("release tag `{tag}` must start with `v` (e.g. v{crate_version})");
@@ -233,7 +236,7 @@ pub fn plan(
     let chart = Version::parse(chart_version)
         .with_context(|| format!("chart version `{chart_version}` is not semver"))?;
     let chart_version = Version::new(chart.major, chart.minor, chart.patch + 1);
-    let chart_package = Path::new(CHART_OUT).join(format!("{APP}-{chart_version}.tgz"));
+    let chart_package = packages.as_ref().join(format!("{APP}-{chart_version}.tgz"));
     let steps = vec![
         Step::ImageBuild,
         Step::ImagePush {
@@ -247,7 +250,7 @@ pub fn plan(
             digest: None,
         },
         Step::ChartPackage {
-            out_dir: CHART_OUT.into(),
+            out_dir: packages.as_ref().to_owned(),
         },
         Step::ChartPush {
             repo: charts,
@@ -264,41 +267,17 @@ pub fn plan(
     })
 }
 
-/// The app crate's version, from `cargo metadata`.
-fn crate_version(sh: &Shell) -> Result<String> {
-    let cargo = cargo();
-    let json = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps --locked")
-        .quiet()
-        .read()?;
-    let meta: Value = serde_json::from_str(&json)?;
-    meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == APP)
-        .and_then(|p| p["version"].as_str())
-        .map(str::to_owned)
-        .with_context(|| format!("no `{APP}` package in the workspace"))
-}
-
 impl Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let root = sh.current_dir();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(|d| root.join(d))
-            .unwrap_or_else(|| root.join("target"));
-        let layout: PathBuf = target.join("oci").join(APP);
-        let chart_yaml = root.join(chart::CHART_DIR).join("Chart.yaml");
-        let chart_text = std::fs::read_to_string(&chart_yaml)
-            .with_context(|| format!("reading {}", chart_yaml.display()))?;
-        let chart_version = chart::chart_field(&chart_text, "version")
-            .with_context(|| format!("{}: no version", chart_yaml.display()))?;
+        let ws = Workspace::current()?;
+        let chart = ChartMeta::read(&ws.chart_dir())?;
         let plan = plan(
             &self.tag,
-            &crate_version(sh)?,
-            &chart_version,
+            &ws.app.version,
+            &chart.version,
             &self.registry,
-            &layout,
+            ws.oci_layout(),
+            ws.chart_packages_dir(),
         )?;
         eprintln!(
             "release {}: image {}, chart {} ({})",
@@ -353,6 +332,7 @@ mod tests {
             "0.4.1",
             "ghcr.io/acme/",
             "/t/oci/visit-tracker",
+            "target/charts",
         )
         .unwrap();
         assert_eq!(plan.version, "1.2.3");
@@ -386,6 +366,7 @@ mod tests {
             "1.0.0",
             "127.0.0.1:5000/t",
             "l",
+            "c",
         )
         .unwrap();
         assert!(
@@ -410,7 +391,15 @@ mod tests {
         use crate::{Cli, Task};
         use clap::Parser;
         let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
-        let plan = plan("v1.2.3", "1.2.3", "0.4.1", "127.0.0.1:5000/acme", "/t/oci").unwrap();
+        let plan = plan(
+            "v1.2.3",
+            "1.2.3",
+            "0.4.1",
+            "127.0.0.1:5000/acme",
+            "/t/oci",
+            "/t/charts",
+        )
+        .unwrap();
         for step in plan.steps {
             let step = step.with_pushed_digest(Some(&digest));
             let line = step.to_string();
@@ -429,7 +418,7 @@ mod tests {
                 ) => {
                     assert_eq!(&p.image, image);
                     assert_eq!(p.tags_from_ref.as_ref(), Some(git_ref));
-                    assert_eq!(&p.layout, layout);
+                    assert_eq!(p.layout.as_ref(), Some(layout));
                     assert!(p.tags.is_empty() && p.sha.is_none());
                 }
                 (
@@ -445,7 +434,7 @@ mod tests {
                     assert_eq!(b.digest, Some(digest.to_string()));
                 }
                 (Step::ChartPackage { out_dir }, Task::Chart(Chart::Package(p))) => {
-                    assert_eq!(&p.out_dir, out_dir);
+                    assert_eq!(p.out_dir.as_ref(), Some(out_dir));
                 }
                 (Step::ChartPush { repo, package }, Task::Chart(Chart::Push(p))) => {
                     assert_eq!(&p.repo, repo);
@@ -460,7 +449,7 @@ mod tests {
     #[test]
     fn only_the_chart_bump_waits_for_the_pushed_digest() {
         let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
-        let plan = plan("v1.2.3", "1.2.3", "0.4.1", "ghcr.io/acme", "l").unwrap();
+        let plan = plan("v1.2.3", "1.2.3", "0.4.1", "ghcr.io/acme", "l", "c").unwrap();
         let filled: Vec<Step> = plan
             .steps
             .iter()
@@ -482,19 +471,19 @@ mod tests {
 
     #[test]
     fn tags_that_do_not_match_the_crate_are_refused_with_the_fix() {
-        let err = plan("v1.2.4", "1.2.3", "0.1.0", "ghcr.io/acme", "l")
+        let err = plan("v1.2.4", "1.2.3", "0.1.0", "ghcr.io/acme", "l", "c")
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("does not match") && err.contains("v1.2.3"),
             "{err}"
         );
-        let err = plan("1.2.3", "1.2.3", "0.1.0", "ghcr.io/acme", "l")
+        let err = plan("1.2.3", "1.2.3", "0.1.0", "ghcr.io/acme", "l", "c")
             .unwrap_err()
             .to_string();
         assert!(err.contains("must start with `v`"), "{err}");
-        assert!(plan("v1.2", "1.2", "0.1.0", "ghcr.io/acme", "l").is_err());
-        let err = plan("v1.2.3", "1.2.3", "0.1.0", "https://ghcr.io/acme", "l")
+        assert!(plan("v1.2", "1.2", "0.1.0", "ghcr.io/acme", "l", "c").is_err());
+        let err = plan("v1.2.3", "1.2.3", "0.1.0", "https://ghcr.io/acme", "l", "c")
             .unwrap_err()
             .to_string();
         assert!(err.contains("without a scheme"), "{err}");

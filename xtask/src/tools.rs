@@ -1,5 +1,5 @@
-//! External tools the tasks need: Python tools in a pinned venv under `target/`, and checks for
-//! system programs that name the package to install.
+//! External tools the tasks need: Python tools in a pinned venv in the cargo target directory,
+//! and checks for system programs that name the package to install.
 
 use std::path::{Path, PathBuf};
 
@@ -8,20 +8,13 @@ use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
 
 const REQUIREMENTS: &str = "xtask/requirements.txt";
-const VENV: &str = "target/venv";
 
-/// Creates or updates `target/venv` from `xtask/requirements.txt` and returns its `bin` directory.
-/// A stamp with the requirements' digest makes this a no-op when nothing changed.
+/// Creates or updates the venv (`<target-dir>/venv`) from `xtask/requirements.txt` and returns
+/// its `bin` directory. A stamp with the requirements' digest makes this a no-op when nothing
+/// changed.
 pub fn venv(sh: &Shell) -> Result<PathBuf> {
-    let root = sh.current_dir();
-    let requirements = root.join(REQUIREMENTS);
-    // Under cargo's build directory when set, so copies of the repository (act's runs) share one
-    // venv with the checkout they were copied from.
-    let shared = std::env::var_os("CARGO_BUILD_BUILD_DIR").or(std::env::var_os("CARGO_TARGET_DIR"));
-    let venv = match shared {
-        Some(dir) => root.join(dir).join("venv"),
-        None => root.join(VENV),
-    };
+    let requirements = sh.current_dir().join(REQUIREMENTS);
+    let venv = crate::workspace::Workspace::current()?.venv();
     let bin = venv.join("bin");
     let wanted = hex_digest(
         &std::fs::read(&requirements).with_context(|| format!("reading {REQUIREMENTS}"))?,
@@ -52,9 +45,13 @@ pub fn venv(sh: &Shell) -> Result<PathBuf> {
 
 /// The path of a program installed in the venv, e.g. `python_tool(sh, "checkov")`.
 pub fn python_tool(sh: &Shell, name: &str) -> Result<PathBuf> {
-    let path = venv(sh)?.join(name);
+    let bin = venv(sh)?;
+    let path = bin.join(name);
     if !path.exists() {
-        bail!("{name} is not in {VENV}/bin: add the package that provides it to {REQUIREMENTS}");
+        bail!(
+            "{name} is not in {}: add the package that provides it to {REQUIREMENTS}",
+            bin.display()
+        );
     }
     Ok(path)
 }

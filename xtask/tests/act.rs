@@ -33,20 +33,7 @@ fn act(args: &[&str], envs: &[(&str, &str)]) -> (Output, String) {
 fn crate_version() -> String {
     let sh = xshell::Shell::new().unwrap();
     sh.change_dir(workspace_root());
-    let meta = xshell::cmd!(sh, "cargo metadata --format-version 1 --no-deps")
-        .quiet()
-        .read()
-        .unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
-    meta["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "visit-tracker")
-        .unwrap()["version"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    xtask::workspace::Workspace::load(&sh).unwrap().app.version
 }
 
 #[test]

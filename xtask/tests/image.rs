@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use xshell::{Shell, cmd};
-use xtask::image::build::{Build, Built, Workspace};
+use xtask::image::build::{Build, Built};
 use xtask::image::layout::Layout;
 use xtask::image::oci::{BINARY_PATH, Platform};
+use xtask::workspace::Workspace;
 
 const MAX_COMPRESSED: u64 = 5 << 20;
 
@@ -44,7 +45,7 @@ fn build(sh: &Shell, platform: Vec<Platform>, output: PathBuf) -> Built {
         source_date_epoch: None,
         profile: "release".into(),
     }
-    .build(sh)
+    .build(sh, &Workspace::load(sh).unwrap())
     .expect("cargo xtask image build")
 }
 

@@ -468,9 +468,8 @@ fn real_image() -> &'static xtask::image::build::Built {
     IMAGE.get_or_init(|| {
         let sh = xshell::Shell::new().unwrap();
         sh.change_dir(testkit::workspace_root());
-        let target = xtask::image::build::Workspace::load(&sh)
-            .unwrap()
-            .target_directory;
+        let workspace = xtask::workspace::Workspace::load(&sh).unwrap();
+        let target = &workspace.target_directory;
         xtask::image::build::Build {
             platform: xtask::image::oci::Platform::ALL.to_vec(),
             output: Some(target.join("oci/visit-tracker-push-test")),
@@ -478,7 +477,7 @@ fn real_image() -> &'static xtask::image::build::Built {
             source_date_epoch: None,
             profile: "release".into(),
         }
-        .build(&sh)
+        .build(&sh, &workspace)
         .expect("cargo xtask image build")
     })
 }

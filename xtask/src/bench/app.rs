@@ -92,7 +92,9 @@ impl AppBench {
         )
         .run()
         .context("building the release binary")?;
-        let binary = sh.current_dir().join("target/release/visit-tracker");
+        let binary = crate::workspace::Workspace::current()?
+            .target_directory
+            .join("release/visit-tracker");
         let work = sh.create_temp_dir()?;
 
         let redis_port = free_port()?;

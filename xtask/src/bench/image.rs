@@ -8,7 +8,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::image::build::{self, GitInfo, Workspace, tag_for};
+use crate::image::build::{self, GitInfo, tag_for};
 use crate::image::layout;
 use crate::image::oci::{BINARY_PATH, EXPOSED_PORT, Platform, USER};
 use crate::term::human_size;
@@ -39,10 +39,10 @@ pub struct ImageBench {
 impl ImageBench {
     pub fn run(self, sh: &Shell) -> Result<()> {
         tools::require("podman", "podman")?;
-        let workspace = Workspace::load(sh)?;
+        let workspace = crate::workspace::Workspace::current()?;
         let git = GitInfo::load(sh)?;
-        let metadata = workspace.metadata(None, &git.revision, git.commit_time);
-        let binaries = build::compile(sh, &workspace, &Platform::ALL, "release", &git.revision)?;
+        let metadata = build::labels(workspace, None, &git.revision, git.commit_time)?;
+        let binaries = build::compile(sh, workspace, &Platform::ALL, "release", &git.revision)?;
         let scratch = workspace.target_directory.join("bench-image");
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch)?;

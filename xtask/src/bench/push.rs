@@ -29,20 +29,16 @@ impl PushBench {
         crate::tools::require("skopeo", "skopeo")?;
         crate::tools::require("docker-registry", "docker-registry")?;
         let scratch = tempfile_dir()?;
+        let built = crate::workspace::Workspace::current()?.oci_layout();
         let layout = match self.layout {
             Some(l) => sh.current_dir().join(l),
-            None if sh
-                .current_dir()
-                .join("target/oci/visit-tracker/index.json")
-                .exists() =>
-            {
-                sh.current_dir().join("target/oci/visit-tracker")
-            }
+            None if built.join("index.json").exists() => built,
             None => {
                 let dir = scratch.join("layout");
                 testkit::registry::write_test_layout(&dir, 8 << 20, 1)?;
                 eprintln!(
-                    "no target/oci/visit-tracker: using a synthetic image with 2 x 8 MB layers"
+                    "no {}: using a synthetic image with 2 x 8 MB layers",
+                    built.display()
                 );
                 dir
             }

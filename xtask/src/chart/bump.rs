@@ -76,7 +76,7 @@ impl Bump {
         };
         let app_version = match self.app_version {
             Some(v) => v,
-            None => crate_version(sh)?,
+            None => crate::workspace::Workspace::current()?.app.version.clone(),
         };
         let root = sh.current_dir();
         let chart_path = root.join(CHART_DIR).join("Chart.yaml");
@@ -101,27 +101,6 @@ impl Bump {
 
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
-}
-
-/// The visit-tracker crate's version (what the release tag and the image carry).
-fn crate_version(sh: &Shell) -> Result<String> {
-    let cargo = crate::cargo();
-    let meta = cmd!(
-        sh,
-        "{cargo} metadata --no-deps --format-version 1 --offline"
-    )
-    .quiet()
-    .read()
-    .context("cargo metadata")?;
-    let meta: serde_json::Value = serde_json::from_str(&meta)?;
-    meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "visit-tracker")
-        .and_then(|p| p["version"].as_str())
-        .map(str::to_owned)
-        .context("no visit-tracker package in cargo metadata")
 }
 
 /// An edit error that knows which of the two files it is about.

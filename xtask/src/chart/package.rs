@@ -8,25 +8,28 @@ use clap::Args;
 use flate2::{Compression, GzBuilder};
 use xshell::{Shell, cmd};
 
-use super::{CHART_DIR, chart_field};
+use super::CHART_DIR;
 use crate::tools;
-
-/// Where `chart package` writes, and `chart push --package` reads by default.
-pub const OUT_DIR: &str = "target/charts";
+use crate::workspace::{ChartMeta, Workspace};
 
 /// Packages the chart into a deterministic .tgz in Helm's layout (`visit-tracker/...`), honouring
 /// .helmignore: sorted entries, fixed owner and modes, mtime from SOURCE_DATE_EPOCH or the last
 /// commit, gzip without a timestamp. The same chart gives the same bytes on any machine.
 #[derive(Debug, Args)]
 pub struct Package {
-    /// Directory to write visit-tracker-<version>.tgz into.
-    #[arg(long, visible_alias = "output", default_value = OUT_DIR)]
-    pub out_dir: PathBuf,
+    /// Directory to write visit-tracker-<version>.tgz into [default: <target-dir>/charts, where
+    /// `chart push` looks].
+    #[arg(long, visible_alias = "output", value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 impl Package {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let path = package(sh, &self.out_dir)?;
+        let out_dir = match self.out_dir {
+            Some(dir) => dir,
+            None => Workspace::current()?.chart_packages_dir(),
+        };
+        let path = package(sh, &out_dir)?;
         println!("{}", path.display());
         Ok(())
     }
@@ -35,13 +38,7 @@ impl Package {
 /// Builds the archive of the chart under the root and writes it atomically into `out_dir`.
 pub fn package(sh: &Shell, out_dir: &Path) -> Result<PathBuf> {
     let chart = sh.current_dir().join(CHART_DIR);
-    let chart_yaml = chart.join("Chart.yaml");
-    let meta = std::fs::read_to_string(&chart_yaml)
-        .with_context(|| format!("reading {}", chart_yaml.display()))?;
-    let name = chart_field(&meta, "name")
-        .with_context(|| format!("{}: no `name`", chart_yaml.display()))?;
-    let version = chart_field(&meta, "version")
-        .with_context(|| format!("{}: no `version`", chart_yaml.display()))?;
+    let meta = ChartMeta::read(&chart)?;
     let mtime = source_date_epoch(
         std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
         cmd!(sh, "git log -1 --format=%ct")
@@ -52,10 +49,10 @@ pub fn package(sh: &Shell, out_dir: &Path) -> Result<PathBuf> {
             .as_deref(),
     )?;
     let files = chart_files(&chart)?;
-    let bytes = archive(&name, &files, mtime)?;
+    let bytes = archive(&meta.name, &files, mtime)?;
     let out_dir = sh.current_dir().join(out_dir);
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let path = out_dir.join(format!("{name}-{version}.tgz"));
+    let path = out_dir.join(meta.package_file_name());
     tools::write_atomic(&path, &bytes)?;
     eprintln!(
         "packaged {} files of {CHART_DIR} (mtime {mtime})",

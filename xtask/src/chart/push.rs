@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -20,10 +20,10 @@ use xshell::Shell;
 use crate::image::oci::canonical_json;
 use crate::registry::{self, Blob, Manifest, OciUrl, PushSet, RegistryArgs, Repo, Tag};
 use crate::term::{PushProgress, human_size};
+use crate::workspace::Workspace;
 
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cncf.helm.config.v1+json";
 pub const CHART_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
-const CHART_DIR: &str = "charts/visit-tracker";
 
 /// Pushes the packaged chart to an OCI registry as REPO/<chart>:<version>, like `helm push`.
 #[derive(Debug, Args)]
@@ -31,8 +31,8 @@ pub struct Push {
     /// The OCI repository root, e.g. oci://ghcr.io/owner/charts (the chart name is appended).
     #[arg(long, value_name = "oci://HOST/PATH")]
     pub repo: OciUrl,
-    /// The chart package (default: target/charts/visit-tracker-<version>.tgz, from
-    /// `cargo xtask chart package`).
+    /// The chart package [default: <target-dir>/charts/visit-tracker-<version>.tgz, from
+    /// `cargo xtask chart package`].
     #[arg(long, value_name = "FILE")]
     pub package: Option<PathBuf>,
     #[command(flatten)]
@@ -43,7 +43,7 @@ impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let package = match self.package {
             Some(p) => sh.current_dir().join(p),
-            None => default_package(&sh.current_dir())?,
+            None => default_package()?,
         };
         let tgz =
             std::fs::read(&package).with_context(|| format!("reading {}", package.display()))?;
@@ -64,14 +64,9 @@ impl Push {
     }
 }
 
-/// `target/charts/<name>-<version>.tgz` for the chart in the tree.
-fn default_package(root: &Path) -> Result<PathBuf> {
-    let chart_yaml = root.join(CHART_DIR).join("Chart.yaml");
-    let text = std::fs::read_to_string(&chart_yaml)
-        .with_context(|| format!("reading {}", chart_yaml.display()))?;
-    let meta = chart_json(&text).with_context(|| format!("parsing {}", chart_yaml.display()))?;
-    let (name, version) = (field(&meta, "name")?, field(&meta, "version")?);
-    let package = root.join(format!("target/charts/{name}-{version}.tgz"));
+/// The package `chart package` writes by default for the chart in the tree.
+fn default_package() -> Result<PathBuf> {
+    let package = Workspace::current()?.chart_package()?;
     ensure!(
         package.is_file(),
         "{} does not exist: run `cargo xtask chart package` first, or pass --package FILE",

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use serde::Deserialize;
 use xshell::{Shell, cmd};
 
 use super::layout;
@@ -14,11 +13,10 @@ use super::oci::{self, Image, Metadata, Platform};
 use crate::cargo;
 use crate::registry::Tag;
 use crate::term::human_size;
+use crate::workspace::{self, Workspace};
 
 /// The package and binary that go into the image.
-pub const PACKAGE: &str = "visit-tracker";
-/// The layout's directory under the cargo target directory.
-pub const OUTPUT_UNDER_TARGET: &str = "oci/visit-tracker";
+pub const PACKAGE: &str = workspace::APP;
 
 /// Cross-compiles the service per platform (static musl, rust-lld) and writes a reproducible
 /// multi-arch OCI image layout, by default to target/oci/visit-tracker.
@@ -50,7 +48,7 @@ pub struct Build {
 
 impl Build {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let built = self.build(sh)?;
+        let built = self.build(sh, Workspace::current()?)?;
         println!("layout: {} (tag {})", built.output.display(), built.tag);
         println!("index:  {}", built.image.index.digest);
         for p in &built.image.platforms {
@@ -64,22 +62,21 @@ impl Build {
         Ok(())
     }
 
-    /// Compiles, assembles and writes the layout; returns what was written.
-    pub fn build(self, sh: &Shell) -> Result<Built> {
-        let workspace = Workspace::load(sh)?;
-        let output = self
-            .output
-            .unwrap_or_else(|| workspace.target_directory.join(OUTPUT_UNDER_TARGET));
+    /// Compiles `workspace`'s service (from the shell's directory, its root), assembles the image
+    /// and writes the layout; returns what was written.
+    pub fn build(self, sh: &Shell, workspace: &Workspace) -> Result<Built> {
+        let output = self.output.unwrap_or_else(|| workspace.oci_layout());
         if let Some(version) = &self.version {
             tag_for(version)?; // Refused before a long build, not after.
         }
         let git = GitInfo::load(sh)?;
-        let metadata = workspace.metadata(
+        let metadata = labels(
+            workspace,
             self.version,
             &git.revision,
             self.source_date_epoch.unwrap_or(git.commit_time),
-        );
-        let binaries = compile(sh, &workspace, &self.platform, &self.profile, &git.revision)?;
+        )?;
+        let binaries = compile(sh, workspace, &self.platform, &self.profile, &git.revision)?;
 
         let started = Instant::now();
         let image = assemble(&metadata, &binaries)?;
@@ -134,90 +131,31 @@ pub fn tag_for(version: &str) -> Result<Tag> {
     })
 }
 
-/// What `cargo metadata` tells us about the workspace and the service's package.
-#[derive(Debug, Clone)]
-pub struct Workspace {
-    pub root: PathBuf,
-    pub target_directory: PathBuf,
-    /// Where intermediate artifacts go (cargo's `build-dir`; the target directory unless set).
-    pub build_directory: PathBuf,
-    pub version: String,
-    pub description: String,
-    pub license: String,
-    pub repository: String,
-    pub homepage: Option<String>,
-}
-
-impl Workspace {
-    /// Runs `cargo metadata` in the shell's directory.
-    pub fn load(sh: &Shell) -> Result<Workspace> {
-        let cargo = cargo();
-        let json = cmd!(sh, "{cargo} metadata --format-version 1 --no-deps --locked")
-            .quiet()
-            .read()
-            .context("running `cargo metadata`")?;
-        Workspace::parse(&json)
-    }
-
-    /// Picks the service's package out of `cargo metadata` output.
-    pub fn parse(json: &str) -> Result<Workspace> {
-        #[derive(Deserialize)]
-        struct Metadata {
-            packages: Vec<Package>,
-            workspace_root: PathBuf,
-            target_directory: PathBuf,
-            build_directory: Option<PathBuf>,
-        }
-        #[derive(Deserialize)]
-        struct Package {
-            name: String,
-            version: String,
-            description: Option<String>,
-            license: Option<String>,
-            repository: Option<String>,
-            homepage: Option<String>,
-        }
-        let m: Metadata = serde_json::from_str(json).context("parsing `cargo metadata` output")?;
-        let p = m
-            .packages
-            .into_iter()
-            .find(|p| p.name == PACKAGE)
-            .with_context(|| format!("no package `{PACKAGE}` in the workspace"))?;
-        let field = |value: Option<String>, name: &str| {
-            value.with_context(|| {
-                format!("app/Cargo.toml: `{name}` is not set (it labels the image)")
-            })
-        };
-        Ok(Workspace {
-            build_directory: m
-                .build_directory
-                .unwrap_or_else(|| m.target_directory.clone()),
-            root: m.workspace_root,
-            target_directory: m.target_directory,
-            version: p.version,
-            description: field(p.description, "description")?,
-            license: field(p.license, "license")?,
-            repository: field(p.repository, "repository")?,
-            homepage: p.homepage,
-        })
-    }
-
-    /// The image's labels for this workspace at `revision`.
-    pub fn metadata(&self, version: Option<String>, revision: &str, created: u64) -> Metadata {
-        Metadata {
-            title: PACKAGE.to_owned(),
-            description: self.description.clone(),
-            source: self.repository.clone(),
-            url: self
-                .homepage
-                .clone()
-                .unwrap_or_else(|| self.repository.clone()),
-            licenses: self.license.clone(),
-            version: version.unwrap_or_else(|| self.version.clone()),
-            revision: revision.to_owned(),
-            created,
-        }
-    }
+/// The image's labels for `workspace`'s service at `revision`: description, license and source
+/// come from the app's Cargo.toml, which must set them.
+pub fn labels(
+    workspace: &Workspace,
+    version: Option<String>,
+    revision: &str,
+    created: u64,
+) -> Result<Metadata> {
+    let app = &workspace.app;
+    let field = |value: &Option<String>, name: &str| {
+        value
+            .clone()
+            .with_context(|| format!("app/Cargo.toml: `{name}` is not set (it labels the image)"))
+    };
+    let repository = field(&app.repository, "repository")?;
+    Ok(Metadata {
+        title: app.name.clone(),
+        description: field(&app.description, "description")?,
+        url: app.homepage.clone().unwrap_or_else(|| repository.clone()),
+        source: repository,
+        licenses: field(&app.license, "license")?,
+        version: version.unwrap_or_else(|| app.version.clone()),
+        revision: revision.to_owned(),
+        created,
+    })
 }
 
 /// The commit the image is built from.
@@ -452,20 +390,35 @@ mod tests {
     }
 
     #[test]
-    fn workspace_metadata_labels_the_image() {
+    fn the_app_package_labels_the_image() {
         let json = r#"{"packages":[{"name":"visit-tracker","version":"0.3.0","description":"Counts",
             "license":"Apache-2.0","repository":"https://x/y","homepage":null}],
             "workspace_root":"/w","target_directory":"/w/target"}"#;
         let ws = Workspace::parse(json).unwrap();
-        assert_eq!(ws.build_directory, Path::new("/w/target"));
-        let m = ws.metadata(None, "abc", 7);
+        let m = labels(&ws, None, "abc", 7).unwrap();
         assert_eq!(
-            (m.version.as_str(), m.url.as_str(), m.created),
-            ("0.3.0", "https://x/y", 7)
+            (
+                m.title.as_str(),
+                m.version.as_str(),
+                m.url.as_str(),
+                m.source.as_str(),
+                m.revision.as_str(),
+                m.created
+            ),
+            (
+                "visit-tracker",
+                "0.3.0",
+                "https://x/y",
+                "https://x/y",
+                "abc",
+                7
+            )
         );
-        assert_eq!(ws.metadata(Some("9.9.9".into()), "abc", 7).version, "9.9.9");
+        let m = labels(&ws, Some("9.9.9".into()), "abc", 7).unwrap();
+        assert_eq!(m.version, "9.9.9");
         let no_license = json.replace(r#""license":"Apache-2.0","#, "");
-        let err = Workspace::parse(&no_license).unwrap_err().to_string();
+        let ws = Workspace::parse(&no_license).unwrap();
+        let err = labels(&ws, None, "abc", 7).unwrap_err().to_string();
         assert!(err.contains("`license` is not set"), "{err}");
     }
 

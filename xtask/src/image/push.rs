@@ -13,6 +13,7 @@ use super::layout::Layout;
 use crate::registry::{self, Blob, BlobSource, Manifest, PushSet, Pushed, RegistryArgs, Repo};
 use crate::registry::{RepositoryName, Tag};
 use crate::term::{PushProgress, human_size};
+use crate::workspace::Workspace;
 
 /// Pushes an OCI image layout to a registry: blobs the registry lacks, each platform manifest
 /// by digest, then the image index under every tag (tags last, so a failed push moves no tag).
@@ -31,9 +32,10 @@ pub struct Push {
     /// The commit for sha-<7> tags (default: $GITHUB_SHA, else `git rev-parse HEAD`).
     #[arg(long, value_name = "SHA")]
     pub sha: Option<String>,
-    /// The OCI image layout to push.
-    #[arg(long, value_name = "DIR", default_value = "target/oci/visit-tracker")]
-    pub layout: PathBuf,
+    /// The OCI image layout to push [default: <target-dir>/oci/visit-tracker, where `image
+    /// build` writes].
+    #[arg(long, value_name = "DIR")]
+    pub layout: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -59,7 +61,11 @@ impl Push {
             };
             tags.extend(tags_for(git_ref, &sha)?);
         }
-        let mut image = read_layout(&sh.current_dir().join(&self.layout))?;
+        let layout = match &self.layout {
+            Some(dir) => sh.current_dir().join(dir),
+            None => Workspace::current()?.oci_layout(),
+        };
+        let mut image = read_layout(&layout)?;
         image.tags = dedup(tags);
         let repo = Repo::open(&self.registry, &self.image)?;
         let pushed = registry::push(&repo, &image, Arc::new(PushProgress::new()))?;

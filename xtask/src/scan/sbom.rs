@@ -8,12 +8,11 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
+use crate::workspace::APP;
 use crate::{cargo, tools};
 
 /// Where the SBOM is written (the release attaches and attests this file).
 pub const SBOM_PATH: &str = "target/sbom/visit-tracker.cdx.json";
-/// The crate the image ships.
-const APP: &str = "visit-tracker";
 /// The image's platforms; a dependency only another platform needs is not in the image.
 const TARGETS: [&str; 2] = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
