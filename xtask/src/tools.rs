@@ -102,6 +102,23 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
 
+/// Writes `contents` to `path` (creating its directory) unless the file already holds exactly
+/// that: how the helper scripts embedded in the xtask (`include_str!`) reach the disk, where
+/// python or node can run them. The file itself is the stamp, so a rebuilt xtask with a changed
+/// script replaces it and an unchanged one leaves it alone.
+pub fn write_if_changed(path: &Path, contents: &[u8]) -> Result<()> {
+    // Tests set up engines from several threads, and write_atomic's temporary name is per process.
+    static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    if std::fs::read(path).is_ok_and(|current| current == contents) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(path, contents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +144,25 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn helper_scripts_are_written_when_missing_or_different_only() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("xtask-helper-{}", std::process::id()));
+        let script = dir.join("sub/helper.py");
+        write_if_changed(&script, b"print(1)\n").unwrap();
+        assert_eq!(std::fs::read(&script).unwrap(), b"print(1)\n");
+        let inode = std::fs::metadata(&script).unwrap().ino();
+        write_if_changed(&script, b"print(1)\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(&script).unwrap().ino(),
+            inode,
+            "an unchanged script is left alone"
+        );
+        write_if_changed(&script, b"print(2)\n").unwrap();
+        assert_eq!(std::fs::read(&script).unwrap(), b"print(2)\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

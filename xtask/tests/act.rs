@@ -176,25 +176,17 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
         committed.minor,
         committed.patch + 1
     );
-    let python = xtask::tools::venv(&sh).unwrap().join("python");
     let pulled = tempfile::tempdir().unwrap();
-    let out = Command::new(python)
-        .arg(workspace_root().join("xtask/src/chart/helm_engine.py"))
-        .args([
-            "pull",
+    let info = xtask::chart::engine::Engine::new(&sh)
+        .unwrap()
+        .pull(
+            &sh,
             &format!("oci://{repo}/charts/visit-tracker"),
             &chart_version,
-        ])
-        .arg(pulled.path())
-        .output()
+            pulled.path(),
+            true,
+        )
         .unwrap();
-    assert!(
-        out.status.success(),
-        "helm pull: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["name"], "visit-tracker", "{info}");
     assert_eq!(info["version"], chart_version.as_str(), "{info}");
     // The committed chart is untouched: the release bumped its own copy.

@@ -8,7 +8,10 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use xshell::Shell;
-use xtask::chart::lint::{self, Engine, Rendered};
+use xtask::chart::engine::{Engine, Rendered};
+use xtask::chart::lint::{
+    crds, dashboard, kubernetes, manifest, metrics, policy, readme, rules, service, values,
+};
 use xtask::chart::package;
 
 fn shell() -> Shell {
@@ -43,7 +46,7 @@ fn rendered() -> &'static [Rendered] {
 
 fn case(label: &str) -> Vec<Value> {
     let r = rendered().iter().find(|r| r.label == label).expect(label);
-    lint::load_documents(&r.path).expect("reading the rendered manifest")
+    manifest::load_documents(&r.path).expect("reading the rendered manifest")
 }
 
 fn object<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
@@ -298,15 +301,16 @@ fn environments_and_all_on_render_what_they_promise() {
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
     let json = dashboard["data"]["visit-tracker.json"].as_str().unwrap();
     let json: Value = serde_json::from_str(json).expect("the dashboard is JSON");
-    assert!(!lint::panel_exprs(&json).is_empty());
+    assert!(!dashboard::panel_exprs(&json).is_empty());
 }
 
 #[test]
 fn helm_lint_and_kubernetes_schemas_pass_for_oldest_and_newest_kubernetes() {
     let sh = shell();
-    let (oldest, newest) = lint::kube_versions(&sh).unwrap();
+    let (oldest, newest) = kubernetes::kube_versions(&sh).unwrap();
     engine().lint(&sh, &[&oldest, &newest]).unwrap();
-    lint::validate_kubernetes(&sh, engine(), rendered(), &[&oldest, &newest]).unwrap();
+    kubernetes::validate(&sh, rendered(), &[&oldest, &newest]).unwrap();
+    crds::validate(&sh, rendered()).unwrap();
 }
 
 #[test]
@@ -322,7 +326,7 @@ fn schema_checks_reject_invalid_objects() {
         label: "bad".into(),
         path,
     }];
-    let err = lint::validate_kubernetes(&shell(), engine(), &bad, &["1.30.0"]).unwrap_err();
+    let err = kubernetes::validate(&shell(), &bad, &["1.30.0"]).unwrap_err();
     assert!(
         format!("{err:#}").contains("kubernetes-validate"),
         "{err:#}"
@@ -340,31 +344,71 @@ fn schema_checks_reject_invalid_objects() {
         label: "bad-crd".into(),
         path,
     }];
-    let err = lint::validate_kubernetes(&shell(), engine(), &bad, &["1.30.0"]).unwrap_err();
+    let err = crds::validate(&shell(), &bad).unwrap_err();
     assert!(format!("{err:#}").contains("CRD schemas"), "{err:#}");
 }
 
 #[test]
 fn checkov_policy_passes_with_justified_skips() {
-    lint::checkov(&shell(), engine(), rendered()).unwrap();
+    policy::check(&shell(), rendered()).unwrap();
+}
+
+#[test]
+fn checkov_findings_name_check_file_and_line_and_skips_need_reasons() {
+    let dir = scratch("policy-bad");
+    let path = dir.join("bad.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  namespace: visit-tracker\n\
+         spec:\n  containers:\n    - name: c\n      image: busybox\n      securityContext:\n\
+         \x20       privileged: true\n",
+    )
+    .unwrap();
+    let bad = [Rendered {
+        label: "bad".into(),
+        path: path.clone(),
+    }];
+    let found = policy::checkov(&shell(), &bad).unwrap();
+    let privileged = found
+        .iter()
+        .find(|f| f.rule == "CKV_K8S_16")
+        .unwrap_or_else(|| panic!("no CKV_K8S_16 (privileged) finding: {found:?}"));
+    assert_eq!(privileged.tool, "checkov");
+    assert!(
+        privileged.file.ends_with("policy-bad/bad.yaml") && !privileged.file.starts_with('/'),
+        "{privileged}"
+    );
+    assert_eq!(privileged.line, 1, "{privileged}");
+    let err = policy::check(&shell(), &bad).unwrap_err();
+    assert!(format!("{err:#}").contains("failed check"), "{err:#}");
+
+    // A per-object skip without its reason is refused before checkov runs.
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n  annotations:\n\
+         \x20   checkov.io/skip1: CKV_K8S_16\n",
+    )
+    .unwrap();
+    let err = policy::check(&shell(), &bad).unwrap_err();
+    assert!(format!("{err:#}").contains("gives no reason"), "{err:#}");
 }
 
 #[test]
 fn alert_rules_fire_and_stay_quiet_and_queries_use_exported_series() {
     let sh = shell();
-    lint::alert_rules(&sh, rendered(), &scratch("rules")).unwrap();
-    lint::dashboard_queries(&sh, &scratch("dashboard")).unwrap();
-    lint::metric_names(&sh, rendered()).unwrap();
+    rules::check(&sh, rendered(), &scratch("rules")).unwrap();
+    dashboard::check(&sh, &scratch("dashboard")).unwrap();
+    metrics::check(&sh, rendered()).unwrap();
 }
 
 #[test]
 fn bad_values_are_refused_with_their_messages() {
-    engine().refuse_bad_values(&shell()).unwrap();
+    values::refused(&shell(), engine()).unwrap();
 }
 
 #[test]
 fn chart_readme_is_current() {
-    lint::readme(&shell(), &scratch("readme"), false).unwrap();
+    readme::check(&shell(), &scratch("readme"), false).unwrap();
 }
 
 #[test]
@@ -419,45 +463,6 @@ impl Drop for Service {
     }
 }
 
-/// The service binary `cargo test --workspace` already built for the app's own tests; built here
-/// only when missing or older than the app's sources (`cargo build -p` resolves features apart
-/// from the workspace, so building unconditionally would compile every dependency again).
-fn service_binary(sh: &Shell) -> PathBuf {
-    let root = sh.current_dir();
-    let target = xtask::workspace::Workspace::load(sh)
-        .unwrap()
-        .target_directory;
-    let binary = target.join("debug/visit-tracker");
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
-    let sources = newest_mtime(&[root.join("app"), root.join("Cargo.lock")]);
-    if built.is_none() || built < sources {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        xshell::cmd!(
-            sh,
-            "{cargo} build --quiet --package visit-tracker --bin visit-tracker"
-        )
-        .run()
-        .expect("building the service");
-    }
-    binary
-}
-
-fn newest_mtime(paths: &[PathBuf]) -> Option<std::time::SystemTime> {
-    let mut newest = None;
-    let mut stack = paths.to_vec();
-    while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        } else {
-            newest = newest.max(meta.modified().ok());
-        }
-    }
-    newest
-}
-
 /// A plain HTTP/1.0 GET on loopback: (status line, body).
 fn get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -475,7 +480,7 @@ fn get(port: u16, path: &str) -> (String, String) {
 #[test]
 fn the_service_accepts_the_charts_environment_and_exports_every_series_the_chart_uses() {
     let sh = shell();
-    let binary = service_binary(&sh);
+    let binary = service::service_binary(&sh).expect("building the service");
     let redis = testkit::redis::RedisServer::start();
     let port = testkit::free_port();
 
@@ -521,12 +526,13 @@ fn the_service_accepts_the_charts_environment_and_exports_every_series_the_chart
     );
     assert!(get(port, "/").0.contains(" 200"));
     assert!(get(port, "/api/visits").0.contains(" 200"));
-    let (status, metrics) = get(port, "/metrics");
+    let (status, exposition) = get(port, "/metrics");
     assert!(status.contains(" 200"), "{status}");
-    let exposed = lint::exposed_series(&metrics);
+    // The lint's own check, against this scrape of the service running as the chart runs it.
+    let used = metrics::used_series(&sh, rendered()).unwrap();
     assert_eq!(
-        lint::missing_service_series(&exposed),
+        metrics::unexported(&used, &metrics::exposed_series(&exposition)),
         Vec::<String>::new(),
-        "declared in SERVICE_METRICS but not exported:\n{metrics}"
+        "the chart uses series this service does not export:\n{exposition}"
     );
 }

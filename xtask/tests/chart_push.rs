@@ -6,19 +6,7 @@ use std::process::{Command, Output};
 
 use testkit::describe;
 use testkit::registry::Registry;
-
-/// The venv's python running the Helm engine driver with `args`.
-fn helm_engine(args: &[&str]) -> Output {
-    let root = testkit::workspace_root();
-    let sh = xshell::Shell::new().unwrap();
-    sh.change_dir(&root);
-    let python = xtask::tools::venv(&sh).unwrap().join("python");
-    Command::new(python)
-        .arg(root.join("xtask/src/chart/helm_engine.py"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use xtask::chart::engine::Engine;
 
 fn chart_push(repo: &str, package: &Path, home: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -72,9 +60,12 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
     let pulled = tmp.path().join("pulled");
     std::fs::create_dir(&pulled).unwrap();
     let reference = format!("{repo}/visit-tracker");
-    let out = helm_engine(&["pull", &reference, &version, pulled.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", describe(&out));
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sh = xshell::Shell::new().unwrap();
+    sh.change_dir(testkit::workspace_root());
+    let info = Engine::new(&sh)
+        .unwrap()
+        .pull(&sh, &reference, &version, &pulled, true)
+        .unwrap();
     assert_eq!(info["name"], "visit-tracker", "{info}");
     assert_eq!(info["version"], version.as_str(), "{info}");
     assert!(info["templates"].as_u64().unwrap() > 3, "{info}");

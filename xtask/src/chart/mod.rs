@@ -1,6 +1,7 @@
 //! The Helm chart under `charts/visit-tracker`: bump, lint, package, push.
 
 pub mod bump;
+pub mod engine;
 pub mod lint;
 pub mod package;
 pub mod push;
@@ -11,6 +12,8 @@ use xshell::Shell;
 
 /// The chart every chart task works on, relative to the repository root.
 pub const CHART_DIR: &str = "charts/visit-tracker";
+/// Fixtures the chart checks use: values files, refused values, checkov settings, rule tests.
+pub const TESTS_DIR: &str = "charts/tests";
 
 /// A top-level scalar of a YAML file (e.g. Chart.yaml's `version`) as text.
 pub fn chart_field(text: &str, key: &str) -> Option<String> {

@@ -33,6 +33,10 @@ pub struct SecurityScan {
     /// Run only these scanners (comma-separated). Default: all.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Scanner>,
+    /// Leave these scanners out (comma-separated). `cargo xtask ci` skips `chart`: its `chart
+    /// lint` step runs the same policy check (checkov, same config) over the same renders.
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "only")]
+    pub skip: Vec<Scanner>,
     /// Cargo.toml whose lockfile the dependency scan checks.
     #[arg(long, value_name = "FILE", default_value = "Cargo.toml")]
     pub manifest_path: PathBuf,
@@ -57,6 +61,31 @@ pub enum Scanner {
     Secrets,
     /// CycloneDX SBOM of what goes into the image.
     Sbom,
+}
+
+impl Scanner {
+    /// Every scanner, in the order they run.
+    pub const ALL: [Scanner; 5] = [
+        Scanner::Deps,
+        Scanner::Workflows,
+        Scanner::Chart,
+        Scanner::Secrets,
+        Scanner::Sbom,
+    ];
+
+    /// `only` when given (in its order), else every scanner; without those in `skip`.
+    pub fn selected(only: &[Scanner], skip: &[Scanner]) -> Vec<Scanner> {
+        let wanted = if only.is_empty() {
+            &Self::ALL[..]
+        } else {
+            only
+        };
+        wanted
+            .iter()
+            .copied()
+            .filter(|s| !skip.contains(s))
+            .collect()
+    }
 }
 
 /// A problem one scanner found, with where it is.
@@ -90,17 +119,7 @@ impl SecurityScan {
             tools::venv(sh)?;
             return Ok(());
         }
-        let scanners = if self.only.is_empty() {
-            vec![
-                Scanner::Deps,
-                Scanner::Workflows,
-                Scanner::Chart,
-                Scanner::Secrets,
-                Scanner::Sbom,
-            ]
-        } else {
-            self.only.clone()
-        };
+        let scanners = Scanner::selected(&self.only, &self.skip);
         let mut findings = Vec::new();
         for scanner in scanners {
             eprintln!("security-scan: {scanner:?}");
@@ -154,6 +173,8 @@ pub fn relative(sh: &Shell, path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     #[test]
@@ -168,6 +189,40 @@ mod tests {
         assert_eq!(
             f.to_string(),
             "Cargo.lock:12: [cargo-deny RUSTSEC-2021-0003] smallvec 1.6.0: Buffer overflow"
+        );
+    }
+
+    #[test]
+    fn scanners_are_all_or_only_those_named_minus_the_skipped() {
+        assert_eq!(Scanner::selected(&[], &[]), Scanner::ALL);
+        assert_eq!(
+            Scanner::selected(&[], &[Scanner::Chart]),
+            [
+                Scanner::Deps,
+                Scanner::Workflows,
+                Scanner::Secrets,
+                Scanner::Sbom
+            ]
+        );
+        assert_eq!(
+            Scanner::selected(&[Scanner::Secrets, Scanner::Deps], &[]),
+            [Scanner::Secrets, Scanner::Deps]
+        );
+        let cli = crate::Cli::try_parse_from(["xtask", "security-scan", "--skip", "chart"]);
+        let crate::Task::SecurityScan(scan) = cli.unwrap().task else {
+            panic!("not the security scan");
+        };
+        assert_eq!(scan.skip, [Scanner::Chart]);
+        assert!(
+            crate::Cli::try_parse_from([
+                "xtask",
+                "security-scan",
+                "--only",
+                "deps",
+                "--skip",
+                "chart"
+            ])
+            .is_err()
         );
     }
 

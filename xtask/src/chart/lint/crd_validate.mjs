@@ -1,7 +1,7 @@
 // Validates custom resources against their CRDs' OpenAPI schemas, compiled into the
-// @kubernetes-models packages pinned in xtask/node/package.json. `cargo xtask chart lint` copies
-// this file next to target/node/node_modules and runs it with a JSON file of
-// [{"source": "...", "object": {...}}]; problems go to stderr and the exit code is 1.
+// @kubernetes-models packages pinned in xtask/node/package.json. `cargo xtask chart lint` embeds
+// this file, writes it next to target/node/node_modules (where its imports resolve) and runs it
+// with [{"source": "...", "object": {...}}] as JSON on stdin; problems go to stderr, exit code 1.
 import { readFileSync } from "node:fs";
 
 const PACKAGES = {
@@ -10,7 +10,7 @@ const PACKAGES = {
   "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
 };
 
-const items = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const items = JSON.parse(readFileSync(0, "utf8"));
 let failed = 0;
 for (const { source, object } of items) {
   const [group, version] = object.apiVersion.split("/");
