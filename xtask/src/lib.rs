@@ -79,6 +79,32 @@ pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Variables cargo sets for the program it runs (`cargo xtask`, a test) that describe that
+/// package. Build scripts watch some of them (ring's: CARGO_PKG_NAME, CARGO_MANIFEST_DIR), so a
+/// nested cargo that inherits them rebuilds those crates, and the next outer build again.
+pub fn set_by_cargo_run(name: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
+        || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name)
+}
+
+/// `cmd` without the variables of [`set_by_cargo_run`]: for a cargo started from inside a
+/// `cargo run` or a test, so it builds exactly what a cargo typed in a shell would.
+pub fn without_cargo_run_env(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_run) {
+            cmd = cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// Appends `name=value` lines to `$GITHUB_OUTPUT` when running under GitHub Actions (or act), so
 /// later steps can read them as `steps.<id>.outputs.<name>`; does nothing elsewhere.
 pub fn github_output(outputs: &[(&str, &str)]) -> anyhow::Result<()> {
@@ -97,4 +123,23 @@ pub fn github_output(outputs: &[(&str, &str)]) -> anyhow::Result<()> {
         .open(&path)
         .and_then(|mut out| out.write_all(lines.as_bytes()))
         .with_context(|| format!("writing to $GITHUB_OUTPUT {}", path.to_string_lossy()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nested_build_drops_what_cargo_set_for_the_xtask_only() {
+        for name in [
+            "CARGO_PKG_NAME",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_TARGET_TMPDIR",
+        ] {
+            assert!(set_by_cargo_run(name), "{name}");
+        }
+        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "PATH"] {
+            assert!(!set_by_cargo_run(name), "{name}");
+        }
+    }
 }

@@ -28,16 +28,11 @@ pub fn scrape_metrics(sh: &Shell) -> Result<String> {
 pub fn service_binary(sh: &Shell) -> Result<PathBuf> {
     let cargo = crate::cargo();
     // cargo's own report of what it built, so the target directory is wherever cargo put it.
-    let mut build = cmd!(
+    let build = cmd!(
         sh,
         "{cargo} build --package visit-tracker --bin visit-tracker --message-format=json-render-diagnostics"
     );
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(set_by_cargo_run) {
-            build = build.env_remove(name);
-        }
-    }
-    let report = build
+    let report = crate::without_cargo_run_env(build)
         .read()
         .context("building the service (cargo build --package visit-tracker)")?;
     report
@@ -46,21 +41,6 @@ pub fn service_binary(sh: &Shell) -> Result<PathBuf> {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "visit-tracker")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo built no visit-tracker executable")
-}
-
-/// Variables cargo sets for the program it runs (`cargo xtask`, a test) that describe that
-/// package. Build scripts watch some of them (ring's: CARGO_PKG_NAME, CARGO_MANIFEST_DIR), so a
-/// nested cargo that inherits them rebuilds those crates, and the next outer build again.
-fn set_by_cargo_run(name: &str) -> bool {
-    [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_CRATE_",
-        "CARGO_BIN_",
-    ]
-    .iter()
-    .any(|prefix| name.starts_with(prefix))
-        || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name)
 }
 
 /// The service process, killed on drop.
@@ -158,20 +138,6 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_nested_build_drops_what_cargo_set_for_the_xtask_only() {
-        for name in [
-            "CARGO_PKG_NAME",
-            "CARGO_MANIFEST_DIR",
-            "CARGO_TARGET_TMPDIR",
-        ] {
-            assert!(set_by_cargo_run(name), "{name}");
-        }
-        for name in ["CARGO", "CARGO_HOME", "CARGO_TARGET_DIR", "PATH"] {
-            assert!(!set_by_cargo_run(name), "{name}");
-        }
-    }
 
     #[test]
     fn the_serving_line_gives_the_bound_address() {
