@@ -6,10 +6,11 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use xshell::{Shell, cmd};
 
+use crate::release::ReleaseTag;
 use crate::tools;
 use crate::workspace::Workspace;
 
@@ -24,7 +25,7 @@ pub struct Act {
     pub event: Event,
     /// The tag a `tag` event pushes (must match the app crate's version for a real release run).
     #[arg(long, default_value = "v0.0.0", value_name = "vX.Y.Z")]
-    pub tag: String,
+    pub tag: ReleaseTag,
     /// Run only this job (act's -j).
     #[arg(long)]
     pub job: Option<String>,
@@ -255,7 +256,7 @@ pub fn local_repositories(workflow: &str, dir: &Path) -> Result<Vec<String>> {
 }
 
 /// The event payload act reads (`-e`): what `github.*` holds in the workflow.
-pub fn event_payload(event: Event, tag: &str) -> String {
+pub fn event_payload(event: Event, tag: &ReleaseTag) -> String {
     let value = match event {
         Event::PullRequest => serde_json::json!({
             "pull_request": {
@@ -265,17 +266,9 @@ pub fn event_payload(event: Event, tag: &str) -> String {
             },
         }),
         Event::Push => serde_json::json!({ "ref": "refs/heads/main" }),
-        Event::Tag => serde_json::json!({ "ref": format!("refs/tags/{tag}") }),
+        Event::Tag => serde_json::json!({ "ref": tag.git_ref().to_string() }),
     };
     serde_json::to_string_pretty(&value).expect("JSON values serialize")
-}
-
-/// Fails unless `tag` looks like a release tag.
-pub fn check_tag(tag: &str) -> Result<()> {
-    if !tag.starts_with('v') || semver::Version::parse(&tag[1..]).is_err() {
-        bail!("`{tag}` is not a release tag: expected v<semver>, e.g. v1.2.3");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -328,11 +321,11 @@ jobs:
 
     #[test]
     fn tag_event_carries_the_tag_ref() {
+        let tag: ReleaseTag = "v1.2.3".parse().unwrap();
         let payload: serde_json::Value =
-            serde_json::from_str(&event_payload(Event::Tag, "v1.2.3")).unwrap();
+            serde_json::from_str(&event_payload(Event::Tag, &tag)).unwrap();
         assert_eq!(payload["ref"], "refs/tags/v1.2.3");
-        assert!(check_tag("v1.2.3").is_ok());
-        assert!(check_tag("1.2.3").is_err());
-        assert!(check_tag("v1.2").is_err());
+        assert!("1.2.3".parse::<ReleaseTag>().is_err());
+        assert!("v1.2".parse::<ReleaseTag>().is_err());
     }
 }

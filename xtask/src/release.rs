@@ -36,6 +36,48 @@ pub struct Release {
     pub dry_run: bool,
 }
 
+/// The git tag a release is cut from: `v` and the semver version it releases (`v1.2.3`,
+/// `v2.0.0-rc.1`). `release` and `act --event tag` take it; the image tags it gives are
+/// [`crate::registry::Tag`]s (see [`image::push::tags_for`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseTag(Version);
+
+impl ReleaseTag {
+    /// Parses `v<semver>`; a tag without the `v` is told to look like `v{example}`.
+    pub fn parse(tag: &str, example: &str) -> Result<ReleaseTag> {
+        let Some(version) = tag.strip_prefix('v') else {
+            bail!("release tag `{tag}` must start with `v` (e.g. v{example})");
+        };
+        Version::parse(version)
+            .map(ReleaseTag)
+            .with_context(|| format!("release tag `{tag}` is not v<semver>"))
+    }
+
+    /// The version released: the tag without its `v`.
+    pub fn version(&self) -> &Version {
+        &self.0
+    }
+
+    /// `refs/tags/v...`, the ref a push of this tag runs the release workflow on.
+    pub fn git_ref(&self) -> GitRef {
+        GitRef::Tag(self.to_string())
+    }
+}
+
+impl std::str::FromStr for ReleaseTag {
+    type Err = anyhow::Error;
+
+    fn from_str(tag: &str) -> Result<ReleaseTag> {
+        ReleaseTag::parse(tag, "1.2.3")
+    }
+}
+
+impl fmt::Display for ReleaseTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
 /// Everything a release does, decided from the tag, the versions and the registry alone.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -211,11 +253,9 @@ pub fn plan(
     layout: impl AsRef<Path>,
     packages: impl AsRef<Path>,
 ) -> Result<Plan> {
-    let Some(version) = tag.strip_prefix('v') else {
-        bail!("release tag `{tag}` must start with `v` (e.g. v{crate_version})");
-    };
-    let app_version =
-        Version::parse(version).with_context(|| format!("release tag `{tag}` is not v<semver>"))?;
+    let release = ReleaseTag::parse(tag, crate_version)?;
+    let app_version = release.version().clone();
+    let version = app_version.to_string();
     if version != crate_version {
         bail!(
             "release tag `{tag}` does not match the `{APP}` crate version {crate_version} \
@@ -241,7 +281,7 @@ pub fn plan(
         Step::ImageBuild,
         Step::ImagePush {
             image: image.clone(),
-            git_ref: GitRef::Tag(tag.to_owned()),
+            git_ref: release.git_ref(),
             layout: layout.as_ref().to_owned(),
         },
         Step::ChartBump {
@@ -259,7 +299,7 @@ pub fn plan(
         Step::Sbom,
     ];
     Ok(Plan {
-        version: version.to_owned(),
+        version,
         image,
         chart_version: chart_version.to_string(),
         chart_package,
@@ -467,6 +507,21 @@ mod tests {
                 .to_string()
                 .ends_with(&format!("--digest {digest}"))
         );
+    }
+
+    #[test]
+    fn release_tags_are_v_and_semver_and_print_as_they_parse() {
+        for text in ["v1.2.3", "v2.0.0-rc.1", "v0.1.0+build.7"] {
+            let tag: ReleaseTag = text.parse().unwrap();
+            assert_eq!(tag.to_string(), text);
+            assert_eq!(tag.git_ref(), GitRef::Tag(text.to_owned()));
+        }
+        let err = "1.2.3".parse::<ReleaseTag>().unwrap_err().to_string();
+        assert_eq!(err, "release tag `1.2.3` must start with `v` (e.g. v1.2.3)");
+        for bad in ["v1.2", "v01.2.3", "vlatest", "v"] {
+            let err = bad.parse::<ReleaseTag>().unwrap_err().to_string();
+            assert_eq!(err, format!("release tag `{bad}` is not v<semver>"));
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use oci_client::{Client, RegistryOperation};
 use oci_spec::image::{Digest, MediaType};
 
 use super::auth::{self, CredentialSource, RegistryArgs};
-use super::error::{ErrorKind, RegistryError, Step, one_line};
+use super::error::{ErrorKind, RegistryError, Step, one_line, scrub};
 use super::name::{Reference, RepositoryName, is_loopback};
 use super::progress::{Event, Progress};
 
@@ -200,14 +200,8 @@ impl Repo {
         let media_type = media_type.to_string();
         // Visible ASCII is exactly what a header value accepts, so the parse below cannot fail.
         if media_type.is_empty() || !media_type.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            return Err(RegistryError {
-                registry: self.name.registry().to_owned(),
-                repository: self.name.repository().to_owned(),
-                step,
-                kind: ErrorKind::Other,
-                detail: format!("media type `{media_type}` is not a valid header value"),
-                attempts: 1,
-            });
+            let detail = format!("media type `{media_type}` is not a valid header value");
+            return Err(self.error(step, ErrorKind::Other, &detail, 1));
         }
         let reference = self.reference(reference);
         self.retry(step, progress, || {
@@ -239,14 +233,8 @@ impl Repo {
                 Ok(v) => return Ok(v),
                 Err(err) => err,
             };
-            let error = RegistryError {
-                registry: self.name.registry().to_owned(),
-                repository: self.name.repository().to_owned(),
-                step: step.clone(),
-                kind: ErrorKind::of(&err, self.plain_http, &self.source),
-                detail: self.scrub(&one_line(&err)),
-                attempts,
-            };
+            let kind = ErrorKind::of(&err, self.plain_http, &self.source);
+            let error = self.error(step.clone(), kind, &one_line(&err), attempts);
             if attempts >= self.attempts || !error.is_transient() {
                 return Err(error);
             }
@@ -260,10 +248,16 @@ impl Repo {
         }
     }
 
-    fn scrub(&self, message: &str) -> String {
-        match &self.secret {
-            Some(s) if !s.is_empty() => message.replace(s.as_str(), "***"),
-            _ => message.to_owned(),
+    /// `step` failed on this repository; the password is scrubbed from `detail`, in case a
+    /// registry or a library echoed it back.
+    fn error(&self, step: Step, kind: ErrorKind, detail: &str, attempts: u32) -> RegistryError {
+        RegistryError {
+            registry: self.name.registry().to_owned(),
+            repository: self.name.repository().to_owned(),
+            step,
+            kind,
+            detail: scrub(detail, self.secret.as_deref()),
+            attempts,
         }
     }
 }

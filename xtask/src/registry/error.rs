@@ -206,6 +206,14 @@ fn causes<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn E
     })
 }
 
+/// `message` with every occurrence of `secret` replaced by `***`.
+pub(super) fn scrub(message: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() => message.replace(s, "***"),
+        _ => message.to_owned(),
+    }
+}
+
 /// An error and all its causes on one line.
 pub(super) fn one_line(err: &(dyn Error + 'static)) -> String {
     let mut text = err.to_string();
@@ -312,6 +320,17 @@ mod tests {
         ));
         assert_eq!(kind(&refused), ErrorKind::Unreachable);
         assert!(error(kind(&refused), 1).is_transient());
+    }
+
+    #[test]
+    fn passwords_are_scrubbed_from_details() {
+        let echoed = "invalid credentials pusher:s3cret-pw for s3cret-pw";
+        assert_eq!(
+            scrub(echoed, Some("s3cret-pw")),
+            "invalid credentials pusher:*** for ***"
+        );
+        assert_eq!(scrub(echoed, None), echoed);
+        assert_eq!(scrub(echoed, Some("")), echoed);
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! credentials), [`client`] (oci-client, TLS, retries), [`error`] (typed failures),
 //! [`progress`] (events the caller renders) and [`push`] (what to send, and the one loop that
 //! sends it).
+//!
+//! Anything new to put in a registry (a signature under its `sha256-<hex>.sig` tag, an
+//! attestation that names its `subject`) is a [`PushSet`] handed to [`push()`]: no second loop.
 
 pub mod auth;
 pub mod client;

@@ -243,6 +243,10 @@ mod tests {
         for bad in ["", ".x", "-x", "a/b", "a:b", "ä", &"a".repeat(129)] {
             assert!(bad.parse::<Tag>().is_err(), "{bad}");
         }
+        // The tag cosign gives a signature of an image: `sha256-<hex>.sig`.
+        format!("sha256-{}.sig", "0a".repeat(32))
+            .parse::<Tag>()
+            .unwrap();
         let err = "bad:tag".parse::<Tag>().unwrap_err().to_string();
         assert!(err.starts_with("invalid tag `bad:tag`"), "{err}");
     }
