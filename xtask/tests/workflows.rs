@@ -7,18 +7,19 @@ use std::process::Command;
 
 use serde_json::Value;
 use testkit::workspace_root;
+use xtask::tools::Tool;
 
 const WORKFLOWS: [&str; 2] = [".github/workflows/ci.yml", ".github/workflows/release.yml"];
 
-fn venv_tool(name: &str) -> PathBuf {
+fn venv_tool(tool: &Tool) -> PathBuf {
     let sh = xshell::Shell::new().unwrap();
     sh.change_dir(workspace_root());
-    xtask::tools::python_tool(&sh, name).unwrap()
+    xtask::tools::need(&sh, tool).unwrap()
 }
 
 /// The workflow as JSON, parsed by PyYAML from the venv (checkov brings it).
 fn load(path: &str) -> Value {
-    let out = Command::new(venv_tool("python"))
+    let out = Command::new(venv_tool(&xtask::tools::VENV_PYTHON))
         .current_dir(workspace_root())
         .args([
             "-c",
@@ -41,7 +42,7 @@ fn workflows_and_dependabot_match_githubs_schemas() {
         ("vendor.github-workflows", &WORKFLOWS[..]),
         ("vendor.dependabot", &[".github/dependabot.yml"][..]),
     ] {
-        let out = Command::new(venv_tool("check-jsonschema"))
+        let out = Command::new(venv_tool(&xtask::ci::CHECK_JSONSCHEMA))
             .current_dir(workspace_root())
             .args(["--builtin-schema", schema])
             .args(files)

@@ -77,7 +77,7 @@ fn modified(path: &Path) -> std::time::SystemTime {
 /// kept between runs (dependencies compile once, on the first run, for several minutes).
 #[test]
 fn clones_sharing_a_target_directory_each_work_on_their_own_checkout() {
-    testkit::require_program("skopeo", "skopeo");
+    testkit::require_program("skopeo");
     let sh = Shell::new().unwrap();
     sh.change_dir(testkit::workspace_root());
     let shared_target = xtask::workspace::Workspace::load(&sh)
