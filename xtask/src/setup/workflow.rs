@@ -148,15 +148,18 @@ impl Job {
                 Step::Task { name, line } => match super::tools_for(&[name]) {
                     Err(err) => problems.push(format!("job {job}: `cargo xtask {line}`: {err:#}")),
                     Ok(tools) => {
-                        for tool in tools {
-                            if !runner.has(tool) && !installed.contains(&tool) {
-                                problems.push(format!(
-                                    "job {job}: `cargo xtask {line}` needs {}, which the runner \
-                                     lacks and no earlier step installs: run `cargo xtask setup \
-                                     {name}` before it",
-                                    tool.describe()
-                                ));
-                            }
+                        let lacking: Vec<String> = tools
+                            .into_iter()
+                            .filter(|tool| !runner.has(tool) && !installed.contains(tool))
+                            .map(Tool::describe)
+                            .collect();
+                        if !lacking.is_empty() {
+                            problems.push(format!(
+                                "job {job}: `cargo xtask {line}` needs {}, which the runner lacks \
+                                 and no earlier step installs: run `cargo xtask setup {name}` \
+                                 before it",
+                                lacking.join(", ")
+                            ));
                         }
                     }
                 },
