@@ -33,5 +33,8 @@ fn check_names_the_missing_program_and_its_package_and_fails() {
         text.contains("`cargo xtask setup chart-lint` installs them"),
         "{text}"
     );
-    assert!(!text.contains("installing"), "--check installs nothing: {text}");
+    assert!(
+        !text.contains("installing"),
+        "--check installs nothing: {text}"
+    );
 }
