@@ -28,16 +28,16 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
     bail!("nothing listened on {addr} within {timeout:?}")
 }
 
-/// Fails with the install hint when a program the test needs is missing, so a missing package
-/// reads as such instead of as an obscure spawn error.
-pub fn require_program(program: &str, debian_package: &str) -> PathBuf {
+/// The program on PATH, or a panic naming the command that installs it, so a missing tool reads
+/// as such instead of as an obscure spawn error. Every program a test requires is declared (with
+/// its package) among the tools of `test` in xtask/src/ci.rs, which `cargo xtask setup test`
+/// installs; an xtask test checks that each name given here is.
+pub fn require_program(program: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{program}` is not installed: `apt-get install {debian_package}` (see .ci/run)")
-        })
+        .unwrap_or_else(|| panic!("`{program}` is not installed: run `cargo xtask setup test`"))
 }
 
 /// A finished command's status, stdout and stderr, for assertion messages.

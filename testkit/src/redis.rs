@@ -79,7 +79,7 @@ impl RedisServer {
 
     /// A server with an optional ACL user and extra `redis-server` arguments.
     pub fn start_with(user: Option<AclUser>, extra: &[&str]) -> RedisServer {
-        require_program("redis-server", "redis-server");
+        require_program("redis-server");
         let port = free_port();
         let dir = tempfile::Builder::new()
             .prefix("testkit-redis-")
@@ -214,7 +214,7 @@ impl RedisSentinel {
     /// With a password, the master, the replica and the Sentinel all require it (as the common
     /// Helm charts set them up).
     pub fn start_with_password(password: Option<&str>) -> RedisSentinel {
-        require_program("redis-sentinel", "redis-sentinel");
+        require_program("redis-sentinel");
         let user = password.map(|p| AclUser {
             username: "default".into(),
             password: p.into(),
@@ -410,7 +410,7 @@ fn spawn(program: &str, args: &[String], dir: &Path) -> Child {
 
 /// Runs `redis-cli ARGS` and returns stdout; panics with its output when it fails.
 fn cli(args: &[String]) -> String {
-    require_program("redis-cli", "redis-tools");
+    require_program("redis-cli");
     let out = Command::new("redis-cli")
         .args(args)
         .stdin(Stdio::null())

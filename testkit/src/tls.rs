@@ -16,7 +16,7 @@ pub const SERVER_KEY: &str = "key.pem";
 /// Writes [`CA_CERT`] (and its key), and [`SERVER_CERT`] with [`SERVER_KEY`]: a P-256 server
 /// certificate for `IP:127.0.0.1` and `DNS:localhost`, valid two days, signed by the CA.
 pub fn make_certificates(dir: &Path) -> Result<()> {
-    require_program("openssl", "openssl");
+    require_program("openssl");
     let openssl = |args: &[&str]| -> Result<()> {
         let out = Command::new("openssl")
             .args(args)

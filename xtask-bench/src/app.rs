@@ -13,7 +13,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use testkit::{free_port, wait_for_port};
 use xshell::{Shell, cmd};
-use xtask::tools::require;
+use xtask::bench::{REDIS_BENCHMARK, WRK};
+use xtask::ci::REDIS_SERVER;
+use xtask::tools::need;
 
 use crate::measure::median;
 
@@ -86,9 +88,9 @@ impl Round {
 
 impl AppBench {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        require("redis-server", "redis-server")?;
-        require("redis-benchmark", "redis-tools")?;
-        require("wrk", "wrk")?;
+        need(sh, &REDIS_SERVER)?;
+        need(sh, &REDIS_BENCHMARK)?;
+        need(sh, &WRK)?;
         let cargo = xtask::cargo();
         eprintln!("bench app: building the release binary");
         cmd!(

@@ -41,7 +41,7 @@ pub struct ImageBench {
 
 impl ImageBench {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        tools::require("podman", "podman")?;
+        tools::need(sh, &xtask::ci::PODMAN)?;
         let workspace = Workspace::current()?;
         let git = GitInfo::load(sh)?;
         let metadata = build::labels(workspace, None, &git.revision, git.commit_time)?;

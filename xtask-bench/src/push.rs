@@ -32,8 +32,8 @@ impl PushBench {
         // what is measured, as a user runs it.
         let task = std::env::var_os("XTASK")
             .context("XTASK is not set: run this benchmark as `cargo xtask bench push`")?;
-        xtask::tools::require("skopeo", "skopeo")?;
-        xtask::tools::require("docker-registry", "docker-registry")?;
+        xtask::tools::need(sh, &xtask::ci::SKOPEO)?;
+        xtask::tools::need(sh, &xtask::ci::DOCKER_REGISTRY)?;
         let scratch = sh.create_temp_dir()?;
         let built = Workspace::current()?.oci_layout();
         let layout = match self.layout {

@@ -11,8 +11,15 @@ use clap::{Args, ValueEnum};
 use xshell::{Shell, cmd};
 
 use crate::release::ReleaseTag;
-use crate::tools;
+use crate::tools::{self, Needs, Tool};
 use crate::workspace::Workspace;
+
+/// act itself, from the venv. The jobs it runs install their own tools (their setup steps).
+pub const ACT: Tool = Tool::pip("act");
+pub const NEEDS: Needs = Needs {
+    tools: &[&ACT],
+    tasks: &[],
+};
 
 /// Run a workflow locally with act (offline, host mode, stand-ins for third-party actions).
 #[derive(Debug, Args)]
@@ -54,7 +61,7 @@ pub enum Event {
 
 impl Act {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let act = tools::python_tool(sh, "act")?;
+        let act = tools::need(sh, &ACT)?;
         let root = sh.current_dir();
         let workflow = root.join(".github/workflows").join(&self.workflow);
         let text = std::fs::read_to_string(&workflow)

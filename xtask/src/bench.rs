@@ -9,6 +9,28 @@ use anyhow::{Context, Result};
 use clap::Args;
 use xshell::{Shell, cmd};
 
+use crate::ci::{DOCKER_REGISTRY, PODMAN, REDIS_SERVER, SKOPEO};
+use crate::tools::{CARGO, Needs, Tool};
+
+pub const WRK: Tool = Tool::apt("wrk", "wrk");
+pub const REDIS_BENCHMARK: Tool = Tool::apt("redis-benchmark", "redis-tools");
+
+/// `bench app`: the release service against redis-server, loaded by wrk and redis-benchmark.
+pub const APP_NEEDS: Needs = Needs {
+    tools: &[&CARGO, &REDIS_SERVER, &REDIS_BENCHMARK, &WRK],
+    tasks: &[],
+};
+/// `bench image`: the image build against `podman build` of the same binaries.
+pub const IMAGE_NEEDS: Needs = Needs {
+    tools: &[&PODMAN],
+    tasks: &[&crate::image::BUILD_NEEDS],
+};
+/// `bench push`: `image push` against skopeo, both into a local docker-registry.
+pub const PUSH_NEEDS: Needs = Needs {
+    tools: &[&CARGO, &SKOPEO, &DOCKER_REGISTRY],
+    tasks: &[],
+};
+
 /// The benchmark and its flags, handed to `xtask-bench` as they are (`--help` lists them).
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]

@@ -7,7 +7,90 @@ use xshell::{Shell, cmd};
 use crate::chart::Chart;
 use crate::image::Image;
 use crate::scan::{Scanner, SecurityScan};
-use crate::{Task, cargo, task_defaults, tools};
+use crate::tools::{Needs, Source, Tool};
+use crate::{Task, act, cargo, chart, image, release, scan, task_defaults, tools};
+
+// What the tests drive for real besides the tasks' own tools: servers, image tools, qemu.
+pub const REDIS_SERVER: Tool = Tool::apt("redis-server", "redis-server");
+pub const REDIS_SENTINEL: Tool = Tool::apt("redis-sentinel", "redis-sentinel");
+pub const REDIS_CLI: Tool = Tool::apt("redis-cli", "redis-tools");
+pub const DOCKER_REGISTRY: Tool = Tool::apt("docker-registry", "docker-registry");
+/// The registry tests' htpasswd file.
+pub const HTPASSWD: Tool = Tool::apt("htpasswd", "apache2-utils");
+/// Certificates and keys of the TLS and token tests.
+pub const OPENSSL: Tool = Tool::apt("openssl", "openssl");
+pub const SKOPEO: Tool = Tool::apt("skopeo", "skopeo");
+pub const UMOCI: Tool = Tool::apt("umoci", "umoci");
+pub const PODMAN: Tool = Tool::apt("podman", "podman");
+/// The runtime the tests give podman. Debian's podman does not pull it in without recommends;
+/// GitHub's runner has containerd.io's (which conflicts with the `runc` package: never
+/// installed there, as it resolves).
+pub const RUNC: Tool = Tool::apt("runc", "runc");
+pub const QEMU_AARCH64: Tool = Tool::apt("qemu-aarch64-static", "qemu-user-static");
+/// The arm64 image's container runs on an amd64 host through qemu-user.
+pub const ARM64_BINFMT: Tool = Tool {
+    name: "qemu-aarch64",
+    source: Source::Binfmt {
+        from: &QEMU_AARCH64,
+    },
+};
+pub const RUSTFMT: Tool = Tool {
+    name: "rustfmt",
+    source: Source::RustComponent("rustfmt"),
+};
+pub const CLIPPY: Tool = Tool {
+    name: "cargo-clippy",
+    source: Source::RustComponent("clippy"),
+};
+/// The workflows against GitHub's schemas.
+pub const CHECK_JSONSCHEMA: Tool = Tool::pip("check-jsonschema");
+/// The distribution's own servers, started by their packages, only compete with the tests'.
+pub const DISTRO_REDIS: Tool = Tool::stopped_service("redis-server");
+pub const DISTRO_REGISTRY: Tool = Tool::stopped_service("docker-registry");
+
+/// `test`: the format check and clippy, the tests' own servers and tools, and every task the
+/// tests run.
+pub const TEST_NEEDS: Needs = Needs {
+    tools: &[
+        &RUSTFMT,
+        &CLIPPY,
+        &REDIS_SERVER,
+        &REDIS_SENTINEL,
+        &REDIS_CLI,
+        &DOCKER_REGISTRY,
+        &HTPASSWD,
+        &OPENSSL,
+        &SKOPEO,
+        &UMOCI,
+        &PODMAN,
+        &RUNC,
+        &ARM64_BINFMT,
+        &CHECK_JSONSCHEMA,
+        &DISTRO_REDIS,
+        &DISTRO_REGISTRY,
+    ],
+    tasks: &[
+        &image::BUILD_NEEDS,
+        &image::PUSH_NEEDS,
+        &chart::BUMP_NEEDS,
+        &chart::lint::NEEDS,
+        &chart::PACKAGE_NEEDS,
+        &chart::PUSH_NEEDS,
+        &scan::NEEDS,
+        &release::NEEDS,
+        &act::NEEDS,
+    ],
+};
+/// `ci`: the steps of [`steps`].
+pub const CI_NEEDS: Needs = Needs {
+    tools: &[],
+    tasks: &[
+        &TEST_NEEDS,
+        &scan::NEEDS,
+        &image::BUILD_NEEDS,
+        &chart::lint::NEEDS,
+    ],
+};
 
 /// The pull-request pipeline, as `.github/workflows/ci.yml` runs it, in one command.
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ pub mod image;
 pub mod registry;
 pub mod release;
 pub mod scan;
+pub mod setup;
 pub mod term;
 pub mod tools;
 pub mod workspace;
@@ -48,6 +49,8 @@ pub enum Task {
     Release(release::Release),
     /// Run the GitHub workflows locally and offline with act.
     Act(act::Act),
+    /// Install the external tools tasks need (only the missing ones); default: those of `test`.
+    Setup(setup::Setup),
 }
 
 impl Task {
@@ -61,6 +64,7 @@ impl Task {
             Task::SecurityScan(t) => t.run(sh),
             Task::Release(t) => t.run(sh),
             Task::Act(t) => t.run(sh),
+            Task::Setup(t) => t.run(sh),
         }
     }
 }

@@ -2,12 +2,15 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use xtask::Cli;
 use xtask::workspace::Workspace;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // A missing tool's error then names the setup of the task that was run.
+    xtask::setup::set_running(&xtask::setup::task_name(&matches));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     let result = Workspace::current().and_then(|workspace| {
         let sh = xshell::Shell::new()?;
         // Tasks run from the root of the checkout found at run time, so relative paths mean the

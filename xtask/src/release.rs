@@ -13,8 +13,22 @@ use xshell::Shell;
 use crate::image::push::GitRef;
 use crate::registry::{OciUrl, RegistryArgs, RepositoryName};
 use crate::scan::{Scanner, SecurityScan, sbom::SBOM_PATH};
+use crate::tools::Needs;
 use crate::workspace::{ChartMeta, Workspace};
-use crate::{chart, image, task_defaults};
+use crate::{chart, image, scan, task_defaults};
+
+/// A release runs these tasks: the image, the chart, the SBOM.
+pub const NEEDS: Needs = Needs {
+    tools: &[],
+    tasks: &[
+        &image::BUILD_NEEDS,
+        &image::PUSH_NEEDS,
+        &chart::BUMP_NEEDS,
+        &chart::PACKAGE_NEEDS,
+        &chart::PUSH_NEEDS,
+        &scan::SBOM_NEEDS,
+    ],
+};
 
 /// The crate whose version a release tag must carry.
 const APP: &str = crate::workspace::APP;

@@ -115,7 +115,7 @@ fn every_blob_hashes_to_its_name_and_every_size_matches() {
 
 #[test]
 fn skopeo_reads_the_index_and_each_platform() {
-    testkit::require_program("skopeo", "skopeo");
+    testkit::require_program("skopeo");
     let built = image();
     let sh = shell();
     let dir = &built.output;
@@ -151,8 +151,8 @@ fn skopeo_reads_the_index_and_each_platform() {
 /// platform gives a root file system holding the binary and its parent directories, nothing else.
 #[test]
 fn umoci_unpacks_exactly_the_binary_for_each_platform() {
-    testkit::require_program("umoci", "umoci");
-    testkit::require_program("skopeo", "skopeo");
+    testkit::require_program("umoci");
+    testkit::require_program("skopeo");
     let built = image();
     let sh = shell();
     let scratch = Scratch::new("umoci");
@@ -281,8 +281,8 @@ fn arm64_container_serves_through_qemu() {
 }
 
 fn serves_requests(platform: Platform) {
-    testkit::require_program("podman", "podman");
-    testkit::require_program("runc", "runc");
+    testkit::require_program("podman");
+    testkit::require_program("runc");
     let built = image();
     let sh = shell();
     let redis = testkit::redis::RedisServer::start();

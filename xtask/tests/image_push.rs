@@ -56,7 +56,7 @@ fn sha256_of(bytes: &[u8]) -> String {
 }
 
 fn skopeo_inspect_raw(reference: &str, extra: &[&str]) -> Output {
-    testkit::require_program("skopeo", "skopeo");
+    testkit::require_program("skopeo");
     Command::new("skopeo")
         .arg("inspect")
         .arg("--raw")
@@ -505,8 +505,8 @@ fn get(addr: &str, path: &str) -> String {
 
 #[test]
 fn the_pushed_image_pulls_and_serves_healthz_on_amd64_and_arm64() {
-    testkit::require_program("podman", "podman");
-    testkit::require_program("runc", "runc");
+    testkit::require_program("podman");
+    testkit::require_program("runc");
     let tmp = tempfile::tempdir().unwrap();
     let built = real_image();
     let registry = Registry::start().unwrap();

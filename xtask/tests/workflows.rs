@@ -1,24 +1,30 @@
 //! Static checks of `.github/`: GitHub's schemas (offline, check-jsonschema's vendored copies),
 //! zizmor with zero findings, and the repository's own rules: actions pinned to commit SHAs with
-//! their version, least privilege, timeouts, and every step a `cargo xtask` call unless GitHub-only.
+//! their version, least privilege, timeouts, every step a `cargo xtask` call unless GitHub-only,
+//! and every job's tools on GitHub's runner (.github/runner-inventory.yml) or installed by the
+//! job's `cargo xtask setup` step before the task that needs them.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 use testkit::workspace_root;
+use xtask::setup::inventory::Inventory;
+use xtask::setup::workflow::{self, Step};
+use xtask::tools::Tool;
 
 const WORKFLOWS: [&str; 2] = [".github/workflows/ci.yml", ".github/workflows/release.yml"];
 
-fn venv_tool(name: &str) -> PathBuf {
+fn venv_tool(tool: &Tool) -> PathBuf {
     let sh = xshell::Shell::new().unwrap();
     sh.change_dir(workspace_root());
-    xtask::tools::python_tool(&sh, name).unwrap()
+    xtask::tools::need(&sh, tool).unwrap()
 }
 
 /// The workflow as JSON, parsed by PyYAML from the venv (checkov brings it).
 fn load(path: &str) -> Value {
-    let out = Command::new(venv_tool("python"))
+    let out = Command::new(venv_tool(&xtask::tools::VENV_PYTHON))
         .current_dir(workspace_root())
         .args([
             "-c",
@@ -41,7 +47,7 @@ fn workflows_and_dependabot_match_githubs_schemas() {
         ("vendor.github-workflows", &WORKFLOWS[..]),
         ("vendor.dependabot", &[".github/dependabot.yml"][..]),
     ] {
-        let out = Command::new(venv_tool("check-jsonschema"))
+        let out = Command::new(venv_tool(&xtask::ci::CHECK_JSONSCHEMA))
             .current_dir(workspace_root())
             .args(["--builtin-schema", schema])
             .args(files)
@@ -147,4 +153,62 @@ fn secrets_only_reach_jobs_that_pull_requests_cannot_trigger() {
             );
         }
     }
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(workspace_root().join(path)).unwrap()
+}
+
+/// What `cargo xtask setup` would install on the runner the inventory describes decides: a task
+/// whose tool the runner lacks needs an earlier setup step that installs it, and no setup step may
+/// apt-install a package that removes the runner's Docker (containerd.io).
+#[test]
+fn every_job_finds_its_tools_on_the_runner_or_installs_them_first() {
+    let runner = Inventory::load(&workspace_root()).unwrap();
+    let ci_run = read(workflow::CI_RUN);
+    let (mut problems, mut tasks) = (Vec::new(), BTreeSet::new());
+    for path in WORKFLOWS {
+        let jobs = workflow::jobs(&read(path), &ci_run).unwrap();
+        for job in &jobs {
+            for step in &job.steps {
+                if let Step::Task { name, .. } = step {
+                    tasks.insert(name.as_str().to_owned());
+                }
+            }
+            problems.extend(
+                job.problems(&runner)
+                    .into_iter()
+                    .map(|p| format!("{path}: {p}")),
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The pipeline's tasks were all found, so the check above looked at them.
+    for task in [
+        "test",
+        "security-scan",
+        "image-build",
+        "image-push",
+        "chart-lint",
+        "release",
+    ] {
+        assert!(tasks.contains(task), "no job runs `{task}`: {tasks:?}");
+    }
+}
+
+/// `.ci/run` is the README's test command after `cargo xtask setup test`, and nothing else.
+#[test]
+fn ci_run_sets_up_for_the_tests_then_runs_them() {
+    let steps = workflow::steps_of(&read(workflow::CI_RUN), None);
+    assert_eq!(
+        steps,
+        [
+            Step::Setup(vec!["test".into()]),
+            Step::Task {
+                name: "test".into(),
+                line: "test".into()
+            }
+        ]
+    );
+    assert!(read("README.md").contains("cargo xtask test "));
 }

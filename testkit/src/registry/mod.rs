@@ -49,7 +49,7 @@ impl Registry {
     }
 
     pub fn start_with(options: Options) -> Result<Registry> {
-        require_program("docker-registry", "docker-registry");
+        require_program("docker-registry");
         let dir = tempfile::Builder::new().prefix("registry-").tempdir()?;
         let root = dir.path();
         std::fs::create_dir_all(root.join("storage"))?;
@@ -175,7 +175,7 @@ fn auth_config(root: &Path, options: &Options) -> Result<(String, Option<TokenSe
         );
         return Ok((auth, Some(server)));
     }
-    require_program("htpasswd", "apache2-utils");
+    require_program("htpasswd");
     let out = Command::new("htpasswd")
         .args(["-Bbn", user, password])
         .output()

@@ -44,7 +44,7 @@ impl TokenServer {
     /// Makes a signing key and its certificate ([`CERT`]) in `dir`, then serves on a free
     /// loopback port.
     pub fn start(dir: &Path, user: &str, password: &str) -> Result<TokenServer> {
-        require_program("openssl", "openssl");
+        require_program("openssl");
         let out = Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",

@@ -37,7 +37,7 @@ pub struct Rendered {
 impl Engine {
     /// Sets up the venv (helm-python-sdk) and writes the embedded helper under target/.
     pub fn new(sh: &Shell) -> Result<Engine> {
-        let python = tools::python_tool(sh, "python")?;
+        let python = tools::need(sh, &tools::VENV_PYTHON)?;
         let script = sh.current_dir().join(SCRIPT_PATH);
         tools::write_if_changed(&script, SCRIPT.as_bytes())?;
         Ok(Engine { python, script })

@@ -10,6 +10,8 @@ use clap::Subcommand;
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use xshell::Shell;
 
+use crate::tools::{GIT, Needs};
+
 /// The chart every chart task works on, relative to the repository root.
 pub const CHART_DIR: &str = "charts/visit-tracker";
 /// Fixtures the chart checks use: values files, refused values, checkov settings, rule tests.
@@ -25,6 +27,22 @@ pub fn chart_field(text: &str, key: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// `chart bump`: `--check` compares with a git base.
+pub const BUMP_NEEDS: Needs = Needs {
+    tools: &[&GIT],
+    tasks: &[],
+};
+/// `chart package`: the archive's timestamps are the last commit's time.
+pub const PACKAGE_NEEDS: Needs = Needs {
+    tools: &[&GIT],
+    tasks: &[],
+};
+/// `chart push`: only the registry protocol, in Rust.
+pub const PUSH_NEEDS: Needs = Needs {
+    tools: &[],
+    tasks: &[],
+};
 
 #[derive(Debug, Subcommand)]
 pub enum Chart {

@@ -13,6 +13,7 @@ use super::oci::{self, Image, Metadata, Platform};
 use crate::cargo;
 use crate::registry::Tag;
 use crate::term::human_size;
+use crate::tools::{self, Tool};
 use crate::workspace::{self, Workspace};
 
 /// The package and binary that go into the image.
@@ -204,7 +205,9 @@ pub fn compile(
     if platforms.is_empty() {
         bail!("--platform: give at least one platform");
     }
-    install_targets(sh, platforms)?;
+    for platform in platforms {
+        tools::need(sh, &Tool::rust_target(platform.rust_target()))?;
+    }
     let cargo_home = cargo_home()?;
     let mut args = vec![
         "build".to_owned(),
@@ -230,7 +233,9 @@ pub fn compile(
     }
     // ring compiles C: clang cross-compiles to every target, unlike the host gcc. A compiler the
     // caller chose wins.
-    let _compilers: Vec<_> = c_toolchain_env(platforms)
+    tools::need(sh, &super::CLANG)?;
+    let ar = tools::need(sh, &super::LLVM_AR)?;
+    let _compilers: Vec<_> = c_toolchain_env(platforms, &ar)
         .into_iter()
         .filter(|(name, _)| std::env::var_os(name).is_none())
         .map(|(name, value)| sh.push_env(name, value))
@@ -267,44 +272,18 @@ pub fn compile(
         .collect())
 }
 
-/// The cc crate's per-target compiler and archiver variables: clang and llvm-ar.
-pub fn c_toolchain_env(platforms: &[Platform]) -> Vec<(String, &'static str)> {
+/// The cc crate's per-target compiler and archiver variables: clang and `ar` (an llvm-ar).
+pub fn c_toolchain_env(platforms: &[Platform], ar: &Path) -> Vec<(String, String)> {
     platforms
         .iter()
         .flat_map(|p| {
             let target = p.rust_target().replace('-', "_");
             [
-                (format!("CC_{target}"), "clang"),
-                (format!("AR_{target}"), "llvm-ar"),
+                (format!("CC_{target}"), "clang".to_owned()),
+                (format!("AR_{target}"), ar.display().to_string()),
             ]
         })
         .collect()
-}
-
-/// `rustup target add` for the targets not installed yet.
-fn install_targets(sh: &Shell, platforms: &[Platform]) -> Result<()> {
-    let installed = cmd!(sh, "rustup target list --installed")
-        .quiet()
-        .read()
-        .context("listing rustup targets (is rustup installed?)")?;
-    let missing = missing_targets(&installed, platforms);
-    if !missing.is_empty() {
-        eprintln!("image: rustup target add {}", missing.join(" "));
-        cmd!(sh, "rustup target add {missing...}").run()?;
-    }
-    Ok(())
-}
-
-/// The platforms' Rust targets absent from `rustup target list --installed` output.
-pub fn missing_targets(installed: &str, platforms: &[Platform]) -> Vec<&'static str> {
-    let installed: Vec<_> = installed.lines().map(str::trim).collect();
-    let mut missing: Vec<_> = platforms
-        .iter()
-        .map(|p| p.rust_target())
-        .filter(|t| !installed.contains(t))
-        .collect();
-    missing.dedup();
-    missing
 }
 
 fn cargo_home() -> Result<PathBuf> {
@@ -360,16 +339,6 @@ mod tests {
             config,
             r#"target.aarch64-unknown-linux-musl.rustflags=["-C","target-feature=+crt-static","--remap-path-prefix=/home/me/.cargo=/cargo","--remap-path-prefix=/src/my \"repo\"/target=/target"]"#
         );
-    }
-
-    #[test]
-    fn missing_targets_are_those_not_listed() {
-        let installed = "x86_64-unknown-linux-gnu\nx86_64-unknown-linux-musl\n";
-        assert_eq!(
-            missing_targets(installed, &Platform::ALL),
-            vec!["aarch64-unknown-linux-musl"]
-        );
-        assert!(missing_targets("aarch64-unknown-linux-musl\n", &[Platform::Arm64]).is_empty());
     }
 
     #[test]

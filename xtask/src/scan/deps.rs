@@ -7,37 +7,18 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use super::{Finding, line_of, relative};
-use crate::{cargo, tools};
+use crate::cargo;
+use crate::tools::{self, Tool};
 
-/// The cargo-deny release the scan and `deny.toml` are written for (and `.ci/run` installs).
+/// The cargo-deny release the scan and `deny.toml` are written for.
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
+pub const CARGO_DENY: Tool = Tool::cargo("cargo-deny", CARGO_DENY_VERSION);
+/// Copy an offline advisory database snapshot into a scratch git repository.
+pub const FIND: Tool = Tool::apt("find", "findutils");
+pub const CP: Tool = Tool::apt("cp", "coreutils");
 
 /// The database cargo-deny uses by default; its checkout directory name derives from this URL.
 const RUSTSEC_URL: &str = "https://github.com/RustSec/advisory-db";
-
-/// Installs cargo-deny with `cargo install --locked` when it is missing or another version, and
-/// returns the binary to run.
-pub fn install_cargo_deny(sh: &Shell) -> Result<PathBuf> {
-    let installed = cmd!(sh, "cargo-deny --version")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
-    if installed.split_whitespace().nth(1) != Some(CARGO_DENY_VERSION) {
-        eprintln!(
-            "security-scan: installing cargo-deny {CARGO_DENY_VERSION} with `cargo install --locked` \
-             (compiles for several minutes, once)"
-        );
-        let cargo = cargo();
-        cmd!(
-            sh,
-            "{cargo} install --locked --quiet cargo-deny --version {CARGO_DENY_VERSION}"
-        )
-        .run()
-        .context("installing cargo-deny")?;
-    }
-    tools::which("cargo-deny").context("cargo-deny was installed but is not on PATH (~/.cargo/bin)")
-}
 
 /// The offline database to use: the one given, else `shared/advisory-db` beside the repository
 /// (or beside one of its parents, for worktrees kept in a subdirectory) when present.
@@ -55,7 +36,7 @@ pub fn advisory_db_dir(root: &Path, given: Option<&Path>) -> Option<PathBuf> {
 
 /// Runs cargo-deny over the lockfile of `manifest` and returns its errors as findings.
 pub fn scan(sh: &Shell, manifest: &Path, advisory_db: Option<&Path>) -> Result<Vec<Finding>> {
-    let deny = install_cargo_deny(sh)?;
+    let deny = tools::need(sh, &CARGO_DENY)?;
     let root = sh.current_dir();
     let config = root.join("deny.toml");
     let manifest = root.join(manifest);

@@ -17,7 +17,8 @@ use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use xshell::Shell;
 
-use crate::tools;
+use crate::chart::lint::policy;
+use crate::tools::{self, CARGO, GIT, Needs, VENV_PYTHON};
 
 /// Scan dependencies, workflows, the rendered chart and tracked files; write the image's SBOM.
 #[derive(Debug, Args)]
@@ -43,10 +44,28 @@ pub struct SecurityScan {
     /// Files or directories the secret scan reads instead of every tracked file.
     #[arg(long, value_name = "PATH")]
     pub secrets_path: Vec<PathBuf>,
-    /// Only install the scanners (cargo-deny, the Python tools), then stop.
-    #[arg(long)]
-    pub install_tools: bool,
 }
+
+/// `security-scan --only sbom`: `cargo metadata` is all it runs.
+pub const SBOM_NEEDS: Needs = Needs {
+    tools: &[&CARGO],
+    tasks: &[],
+};
+/// `security-scan`: every scanner's tool, the Helm engine for the chart scanner, and git (the
+/// offline advisory database becomes a scratch repository; detect-secrets lists tracked files).
+pub const NEEDS: Needs = Needs {
+    tools: &[
+        &GIT,
+        &deps::CARGO_DENY,
+        &deps::FIND,
+        &deps::CP,
+        &workflows::ZIZMOR,
+        &VENV_PYTHON,
+        &policy::CHECKOV,
+        &secrets::DETECT_SECRETS,
+    ],
+    tasks: &[&SBOM_NEEDS],
+};
 
 /// One scanner of the security scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,11 +133,6 @@ impl std::fmt::Display for Finding {
 
 impl SecurityScan {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        if self.install_tools {
-            deps::install_cargo_deny(sh)?;
-            tools::venv(sh)?;
-            return Ok(());
-        }
         let scanners = Scanner::selected(&self.only, &self.skip);
         let mut findings = Vec::new();
         for scanner in scanners {

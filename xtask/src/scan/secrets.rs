@@ -7,7 +7,10 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use super::{Finding, relative};
-use crate::tools;
+use crate::tools::{self, Tool};
+
+/// The secret scanner (it lists the tracked files with git).
+pub const DETECT_SECRETS: Tool = Tool::pip("detect-secrets");
 
 /// Test fixtures hold planted fake secrets on purpose (the scanner's own tests need them); the
 /// repository-wide scan leaves them out, and only them.
@@ -20,7 +23,7 @@ pub const BASELINE: &str = ".secrets.baseline";
 /// Scans every tracked file (minus [`FIXTURES_EXCLUDED`]), or exactly `paths` when given; hits
 /// audited in [`BASELINE`] do not count.
 pub fn scan(sh: &Shell, paths: &[PathBuf]) -> Result<Vec<Finding>> {
-    let detect = tools::python_tool(sh, "detect-secrets")?;
+    let detect = tools::need(sh, &DETECT_SECRETS)?;
     // The baseline holds hashes and line numbers that look like secrets themselves.
     let baseline_excluded = format!("^{}$", BASELINE.replace('.', "\\."));
     let exclude = if paths.is_empty() {

@@ -5,11 +5,14 @@ use serde_json::Value;
 use xshell::{Shell, cmd};
 
 use super::{Finding, relative};
-use crate::tools;
+use crate::tools::{self, Tool};
+
+/// The workflow auditor.
+pub const ZIZMOR: Tool = Tool::pip("zizmor");
 
 /// Runs zizmor over `.github/` (workflows and dependabot.yml) and returns its findings.
 pub fn scan(sh: &Shell) -> Result<Vec<Finding>> {
-    let zizmor = tools::python_tool(sh, "zizmor")?;
+    let zizmor = tools::need(sh, &ZIZMOR)?;
     // --offline: no GitHub API (CI has no token for it, act has no network); --persona regular
     // is zizmor's default set of audits, and every finding at any severity fails the scan.
     let output = cmd!(

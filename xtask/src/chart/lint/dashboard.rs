@@ -16,7 +16,7 @@ const DASHBOARD: &str = "dashboards/visit-tracker.json";
 /// Every dashboard query, with Grafana's variables replaced, as a recording rule that
 /// `promtool check rules` parses.
 pub fn check(sh: &Shell, work: &Path) -> Result<()> {
-    let promtool = tools::require("promtool", "prometheus")?;
+    let promtool = tools::need(sh, &super::rules::PROMTOOL)?;
     let exprs = dashboard_exprs(sh)?;
     let rules: Vec<Value> = exprs
         .iter()

@@ -9,8 +9,10 @@ use xshell::{Shell, cmd};
 use super::crds::CRDS;
 use crate::chart::engine::Rendered;
 use crate::chart::{CHART_DIR, chart_field};
-use crate::tools;
+use crate::tools::{self, Tool};
 
+/// Kubernetes' own schemas per release, offline.
+pub const KUBERNETES_VALIDATE: Tool = Tool::pip("kubernetes-validate");
 /// Oldest and newest Kubernetes versions of Chart.yaml's kubeVersion.
 pub fn kube_versions(sh: &Shell) -> Result<(String, String)> {
     let path = sh.current_dir().join(CHART_DIR).join("Chart.yaml");
@@ -61,7 +63,7 @@ pub fn kube_version_bounds(constraint: &str) -> Result<(String, String)> {
 /// Every rendered object under `kubernetes-validate --strict` for each version. Kinds without a
 /// schema in Kubernetes must be exactly those of [`CRDS`], which [`super::crds`] checks.
 pub fn validate(sh: &Shell, rendered: &[Rendered], versions: &[&str]) -> Result<()> {
-    let validate = tools::python_tool(sh, "kubernetes-validate")?;
+    let validate = tools::need(sh, &KUBERNETES_VALIDATE)?;
     let files: Vec<&Path> = rendered.iter().map(|r| r.path.as_path()).collect();
     for version in versions {
         let files = &files;

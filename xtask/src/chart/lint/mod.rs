@@ -6,7 +6,7 @@ pub mod dashboard;
 pub mod kubernetes;
 pub mod manifest;
 pub mod metrics;
-mod node;
+pub mod node;
 pub mod policy;
 pub mod readme;
 pub mod rules;
@@ -20,6 +20,22 @@ use clap::Args;
 use xshell::Shell;
 
 use super::engine::{Engine, Rendered};
+use crate::tools::{CARGO, NODE, Needs, VENV_PYTHON};
+
+/// `chart lint`: the Helm engine and the checkers in the venv, promtool, the node validators,
+/// and cargo for the service whose metric names are checked.
+pub const NEEDS: Needs = Needs {
+    tools: &[
+        &CARGO,
+        &VENV_PYTHON,
+        &kubernetes::KUBERNETES_VALIDATE,
+        &policy::CHECKOV,
+        &rules::PROMTOOL,
+        &NODE,
+        &node::NODE_TOOLS,
+    ],
+    tasks: &[],
+};
 
 /// Runs every chart check: Helm render and lint, Kubernetes and CRD schemas, checkov policy,
 /// alert rule tests, dashboard queries, metric names, refused values, and the README.

@@ -9,8 +9,10 @@ use xshell::{Shell, cmd};
 
 use crate::chart::engine::Rendered;
 use crate::scan::{Finding, relative};
-use crate::tools;
+use crate::tools::{self, Tool};
 
+/// Policy checks over the rendered manifests (also the security scan's chart scanner).
+pub const CHECKOV: Tool = Tool::pip("checkov");
 /// The checkov settings of every policy run: framework, chart-wide skips with their reasons.
 pub const CHECKOV_CONFIG: &str = "charts/tests/checkov.yaml";
 
@@ -37,7 +39,7 @@ pub fn checkov(sh: &Shell, rendered: &[Rendered]) -> Result<Vec<Finding>> {
         .first()
         .and_then(|r| r.path.parent())
         .context("nothing was rendered")?;
-    let checkov = tools::python_tool(sh, "checkov")?;
+    let checkov = tools::need(sh, &CHECKOV)?;
     let output = cmd!(
         sh,
         "{checkov} --config-file {CHECKOV_CONFIG} --directory {dir} --output json"

@@ -10,12 +10,15 @@ use xshell::{Shell, cmd};
 use super::manifest::load_documents;
 use crate::chart::TESTS_DIR;
 use crate::chart::engine::Rendered;
-use crate::tools;
+use crate::tools::{self, Tool};
+
+/// Prometheus' rule checker and unit test runner.
+pub const PROMTOOL: Tool = Tool::apt("promtool", "prometheus");
 
 /// `promtool check rules` on the rendered rules and `promtool test rules` with the unit tests in
 /// charts/tests/rules/ (their `rule_files` name `rules.yaml`, written next to them here).
 pub fn check(sh: &Shell, rendered: &[Rendered], work: &Path) -> Result<()> {
-    let promtool = tools::require("promtool", "prometheus")?;
+    let promtool = tools::need(sh, &PROMTOOL)?;
     let dir = work.join("rules");
     std::fs::create_dir_all(&dir)?;
     let rules = dir.join("rules.yaml");
