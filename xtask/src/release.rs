@@ -166,6 +166,7 @@ impl Step {
                     tags_from_ref: Some(git_ref),
                     sha: None,
                     layout: Some(layout),
+                    expect_digest: None,
                     registry: RegistryArgs::default(),
                 };
                 return Ok(Some(push.push(sh)?.digest));

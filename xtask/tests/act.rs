@@ -39,14 +39,27 @@ fn crate_version() -> String {
 #[test]
 fn every_workflow_and_event_plans_in_a_dry_run() {
     let tag = format!("v{}", crate_version());
-    for (workflow, event, expect) in [
+    for (workflow, event, expected) in [
         (
             "ci.yml",
             "pull-request",
-            "would run: cargo xtask chart bump --check",
+            &["would run: cargo xtask chart bump --check"][..],
         ),
-        ("ci.yml", "push", "would run: cargo xtask image push"),
-        ("release.yml", "tag", "would run: cargo xtask release"),
+        // publish pushes the image job's layout, passed on through the run's artifacts.
+        (
+            "ci.yml",
+            "push",
+            &[
+                "upload-artifact (act stand-in)",
+                "download-artifact (act stand-in)",
+                "would run: cargo xtask image push --layout",
+            ][..],
+        ),
+        (
+            "release.yml",
+            "tag",
+            &["would run: cargo xtask release"][..],
+        ),
     ] {
         let (out, text) = act(
             &[
@@ -61,15 +74,25 @@ fn every_workflow_and_event_plans_in_a_dry_run() {
             &[],
         );
         assert!(out.status.success(), "{workflow} on {event}:\n{text}");
-        assert!(
-            text.contains(expect),
-            "{workflow} on {event}: no `{expect}`:\n{text}"
+        for expect in expected {
+            assert!(
+                text.contains(expect),
+                "{workflow} on {event}: no `{expect}`:\n{text}"
+            );
+        }
+        // Only the image job builds the image; e2e and publish use its layout.
+        assert_eq!(
+            text.matches("would run: cargo xtask image build").count(),
+            usize::from(workflow == "ci.yml"),
+            "{workflow} on {event}:\n{text}"
         );
         // GitHub-only steps are skipped under act, whatever the event.
         for github_only in [
             "would run: cosign",
             "would run: gh release",
             "would run: helm install",
+            "would run: kind load",
+            "would run: kubectl",
         ] {
             assert!(
                 !text.contains(github_only),

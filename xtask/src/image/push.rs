@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, Digest};
 use xshell::{Shell, cmd};
 
 use super::layout::Layout;
@@ -36,6 +36,10 @@ pub struct Push {
     /// build` writes].
     #[arg(long, value_name = "DIR")]
     pub layout: Option<PathBuf>,
+    /// Refuse to push, before sending anything, unless the layout's image index has this digest:
+    /// CI passes the digest its end-to-end test ran, so it publishes what it tested.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub expect_digest: Option<Digest>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -66,6 +70,9 @@ impl Push {
             None => Workspace::current()?.oci_layout(),
         };
         let mut image = read_layout(&layout)?;
+        if let Some(expected) = &self.expect_digest {
+            check_expected_digest(&layout, &image, expected)?;
+        }
         image.tags = dedup(tags);
         let repo = Repo::open(&self.registry, &self.image)?;
         let pushed = registry::push(&repo, &image, Arc::new(PushProgress::new()))?;
@@ -188,6 +195,21 @@ fn sanitize(name: &str) -> String {
         .to_owned()
 }
 
+/// Fails unless the layout's image index (the push set's root) is `expected`.
+fn check_expected_digest(layout: &Path, image: &PushSet, expected: &Digest) -> Result<()> {
+    let actual = &image
+        .root()
+        .with_context(|| format!("{}: no image index", layout.display()))?
+        .digest;
+    ensure!(
+        actual == expected,
+        "refusing to push {}: its image index is {actual}, but --expect-digest is {expected} \
+         (the image that was tested); nothing was sent",
+        layout.display()
+    );
+    Ok(())
+}
+
 fn dedup(tags: Vec<Tag>) -> Vec<Tag> {
     let mut seen = std::collections::HashSet::new();
     tags.into_iter()
@@ -271,6 +293,41 @@ mod tests {
         assert!(GitRef::parse("main").is_err());
         assert!(GitRef::parse("refs/pull/x/merge").is_err());
         assert!(tags_for(&GitRef::Branch("main".into()), "xyz").is_err());
+    }
+
+    #[test]
+    fn only_the_expected_image_index_is_pushed() {
+        let index = Manifest::new(oci_spec::image::MediaType::ImageIndex, &b"{}"[..]);
+        let tested = index.digest.clone();
+        let image = PushSet {
+            manifests: vec![index],
+            ..PushSet::default()
+        };
+        let layout = Path::new("target/oci/visit-tracker");
+        assert!(check_expected_digest(layout, &image, &tested).is_ok());
+        let other: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+        let err = check_expected_digest(layout, &image, &other)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&tested.to_string()) && err.contains(&other.to_string()),
+            "{err}"
+        );
+        assert!(err.contains("target/oci/visit-tracker"), "{err}");
+        // A job that lost the tested digest passes an empty value: refused, never "no check".
+        let push = |digest: &str| {
+            <crate::Cli as clap::Parser>::try_parse_from([
+                "cargo xtask",
+                "image",
+                "push",
+                "--image",
+                "ghcr.io/acme/visit-tracker",
+                "--expect-digest",
+                digest,
+            ])
+        };
+        assert!(push("").is_err());
+        assert!(push(tested.as_ref()).is_ok());
     }
 
     #[test]
