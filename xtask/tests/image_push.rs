@@ -582,18 +582,26 @@ fn a_bearer_token_registry_takes_the_credentials_and_refuses_wrong_ones() {
     .unwrap();
     let image = format!("{}/visit-tracker", registry.addr());
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
-    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        describe(&out),
-        registry.log()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{image}@{index_digest}")
-    );
-    assert!(!describe(&out).contains(PASSWORD));
+    // A version and a floating tag, twice: the reads before the push (tag list, the manifest
+    // under the version, absent and then present) take a pull token of their own.
+    for round in ["first", "again"] {
+        let tags = ["--tag", "1.0.0", "--tag", "latest"];
+        let out = push(&image, &layout, &tags, &env, tmp.path());
+        assert!(
+            out.status.success(),
+            "{round}: {}\n{}",
+            describe(&out),
+            registry.log()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{image}@{index_digest}")
+        );
+        assert!(!describe(&out).contains(PASSWORD));
+        if round == "again" {
+            assert_said(&out, "1.0.0 is published as");
+        }
+    }
 
     let wrong = "wrong-Pa55word-abc";
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
@@ -665,12 +673,21 @@ fn exact_versions_never_move_and_floating_tags_only_move_forward() {
     assert_said(&out, "tags: 1.1.0, 1.1, 1, latest");
     let uploads = registry.blob_uploads();
 
-    // The same release again: a success that uploads nothing and leaves 1.1.0 as it was.
+    // The same release again: a success that uploads nothing and leaves 1.1.0 as it was; only
+    // the floating tags are put again (which completes a release cut off before them).
+    let from = registry.log().len();
     let out = release(a, "1.1.0");
     assert!(out.status.success(), "{}", describe(&out));
     assert_said(&out, "1.1.0 is published as");
     assert_said(&out, "0 blobs uploaded (0 B)");
     assert_eq!(registry.blob_uploads(), uploads, "{}", registry.log());
+    let requests = requests_since(&registry, from);
+    let puts: Vec<&str> = requests
+        .lines()
+        .filter(|l| l.contains("\"PUT "))
+        .filter_map(|l| l.split("/manifests/").nth(1)?.split(' ').next())
+        .collect();
+    assert_eq!(puts, ["1.1", "1", "latest"], "{requests}");
 
     // Other bytes under 1.1.0: refused before anything is sent, naming the tag and both digests.
     let from = registry.log().len();

@@ -196,11 +196,12 @@ async fn send(
         .buffer_unordered(4)
         .try_collect::<()>()
         .await?;
-    // With tags, the root goes up under them (which stores it by digest as well).
+    // With tags, the root goes up under them (which stores it by digest as well). A published
+    // root is in the registry with every manifest below it: none is put again.
     let by_digest = set
         .manifests
         .iter()
-        .filter(|m| m.digest != root.digest || to_set.is_empty());
+        .filter(|m| published.is_empty() && (m.digest != root.digest || to_set.is_empty()));
     for m in by_digest {
         let reference = Reference::Digest(m.digest.clone());
         repo.push_manifest(&reference, &m.bytes, &m.media_type, report)
