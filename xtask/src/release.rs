@@ -1,5 +1,6 @@
-//! `cargo xtask release vX.Y.Z`: image with its semver tags, chart bumped, packaged and pushed,
-//! SBOM; what `.github/workflows/release.yml` runs before GitHub signs, attests and publishes.
+//! `cargo xtask release vX.Y.Z`: image with its semver tags, chart X.Y.Z pinned to the image,
+//! packaged and pushed, SBOM; what `.github/workflows/release.yml` runs before GitHub signs,
+//! attests and publishes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use oci_spec::image::Digest;
 use semver::Version;
 use xshell::Shell;
 
+use crate::chart::CHART_DIR;
 use crate::image::push::GitRef;
 use crate::registry::{OciUrl, RegistryArgs, RepositoryName};
 use crate::scan::{Scanner, SecurityScan, sbom::SBOM_PATH};
@@ -35,16 +37,22 @@ const APP: &str = crate::workspace::APP;
 /// Stands for the pushed image's digest in a printed plan until `image push` has run.
 pub const DIGEST: &str = "<pushed-image-digest>";
 
-/// Release a version: check the tag, build and push the image, bump, package and push the chart.
+/// Release a version: check the tag, build and push the image, pin it in the chart, package and
+/// push the chart. The chart is released under the app's version (Chart.yaml carries it), and a
+/// version once published is never overwritten: a release run again with the same bytes is a
+/// no-op, with other bytes it is refused.
 #[derive(Debug, Args)]
 pub struct Release {
     /// The release tag, v<semver> (e.g. v1.2.3); must equal the app crate's version.
     #[arg(value_name = "vX.Y.Z")]
     pub tag: String,
     /// Registry and namespace for the image (`<registry>/visit-tracker`) and the chart
-    /// (`oci://<registry>/charts`).
+    /// (`oci://<registry>/charts`); lower-cased, so `ghcr.io/Acme` releases to `ghcr.io/acme`.
     #[arg(long, env = "REGISTRY", default_value = "ghcr.io/visit-tracker")]
     pub registry: String,
+    /// Release this OCI image layout (e.g. the one CI built and tested) instead of building one.
+    #[arg(long, value_name = "DIR")]
+    pub layout: Option<PathBuf>,
     /// Print every action, run none (the tag is still checked against the crate version).
     #[arg(long)]
     pub dry_run: bool,
@@ -92,6 +100,23 @@ impl fmt::Display for ReleaseTag {
     }
 }
 
+/// Where the released image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `image build` writes this layout (its default output), which is then pushed.
+    Build(PathBuf),
+    /// This layout, built before, is pushed as it is.
+    Layout(PathBuf),
+}
+
+impl ImageSource {
+    fn layout(&self) -> &Path {
+        match self {
+            ImageSource::Build(dir) | ImageSource::Layout(dir) => dir,
+        }
+    }
+}
+
 /// Everything a release does, decided from the tag, the versions and the registry alone.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -116,10 +141,9 @@ pub enum Step {
         git_ref: GitRef,
         layout: PathBuf,
     },
-    /// Sets the chart's version and appVersion and pins the image by `digest`: `None` in the
-    /// plan, the digest `image push` yielded when it runs.
+    /// Keeps the chart's version (the release's), sets appVersion and pins the image by
+    /// `digest`: `None` in the plan, the digest `image push` yielded when it runs.
     ChartBump {
-        version: Version,
         app_version: Version,
         digest: Option<Digest>,
     },
@@ -139,11 +163,9 @@ impl Step {
     fn with_pushed_digest(self, pushed: Option<&Digest>) -> Step {
         match self {
             Step::ChartBump {
-                version,
                 app_version,
                 digest: None,
             } => Step::ChartBump {
-                version,
                 app_version,
                 digest: pushed.cloned(),
             },
@@ -172,15 +194,15 @@ impl Step {
                 return Ok(Some(push.push(sh)?.digest));
             }
             Step::ChartBump {
-                version,
                 app_version,
                 digest,
             } => {
                 let digest = digest
                     .context("`chart bump` pins the image by digest, but no image was pushed")?;
                 chart::bump::Bump {
-                    version: Some(version.to_string()),
+                    version: None,
                     new_version: None,
+                    keep_version: true,
                     patch: false,
                     minor: false,
                     major: false,
@@ -225,13 +247,12 @@ impl fmt::Display for Step {
                 layout.display()
             ),
             Step::ChartBump {
-                version,
                 app_version,
                 digest,
             } => {
                 write!(
                     f,
-                    "chart bump {version} --app-version {app_version} --digest "
+                    "chart bump --keep-version --app-version {app_version} --digest "
                 )?;
                 match digest {
                     Some(d) => write!(f, "{d}"),
@@ -253,19 +274,20 @@ impl fmt::Display for Step {
     }
 }
 
-/// The release plan for `tag`, or why the tag cannot be released. `layout` is the OCI layout
-/// `image build` writes and `packages` the directory `chart package` writes into (both under the
-/// cargo target directory).
+/// The release plan for `tag`, or why the tag cannot be released. `image` says which layout is
+/// pushed and whether `image build` makes it first; `packages` is the directory `chart package`
+/// writes into (under the cargo target directory).
 ///
-/// The chart is released as the next patch of its committed version, with `appVersion` = the
-/// release and the image pinned by digest; minor and major chart changes come in pull requests
-/// (`chart bump`, checked by CI).
+/// The chart version follows the app version (podinfo's scheme): release vX.Y.Z publishes chart
+/// X.Y.Z with appVersion X.Y.Z and the image pinned by digest. Chart.yaml in git carries the
+/// crate's version (`chart bump --check` keeps them equal), so each release's chart version is
+/// its own, and a chart change is published by the next release.
 pub fn plan(
     tag: &str,
     crate_version: &str,
     chart_version: &str,
     registry: &str,
-    layout: impl AsRef<Path>,
+    image: ImageSource,
     packages: impl AsRef<Path>,
 ) -> Result<Plan> {
     let release = ReleaseTag::parse(tag, crate_version)?;
@@ -286,21 +308,27 @@ pub fn plan(
             .parse::<RepositoryName>()
             .with_context(|| format!("--registry `{registry}`"))
     };
-    let image = repository(APP)?;
+    if chart_version != version {
+        bail!(
+            "{CHART_DIR}/Chart.yaml has version {chart_version}, but the release is {version}: \
+             the chart version follows the app version; run `cargo xtask chart bump {version}` \
+             and commit the result"
+        );
+    }
+    let repo = repository(APP)?;
     let charts = OciUrl(repository("charts")?);
-    let chart = Version::parse(chart_version)
-        .with_context(|| format!("chart version `{chart_version}` is not semver"))?;
-    let chart_version = Version::new(chart.major, chart.minor, chart.patch + 1);
-    let chart_package = packages.as_ref().join(format!("{APP}-{chart_version}.tgz"));
-    let steps = vec![
-        Step::ImageBuild,
+    let chart_package = packages.as_ref().join(format!("{APP}-{version}.tgz"));
+    let mut steps = Vec::new();
+    if let ImageSource::Build(_) = image {
+        steps.push(Step::ImageBuild);
+    }
+    steps.extend([
         Step::ImagePush {
-            image: image.clone(),
+            image: repo.clone(),
             git_ref: release.git_ref(),
-            layout: layout.as_ref().to_owned(),
+            layout: image.layout().to_owned(),
         },
         Step::ChartBump {
-            version: chart_version.clone(),
             app_version,
             digest: None,
         },
@@ -312,11 +340,11 @@ pub fn plan(
             package: chart_package.clone(),
         },
         Step::Sbom,
-    ];
+    ]);
     Ok(Plan {
-        version,
-        image,
-        chart_version: chart_version.to_string(),
+        version: version.clone(),
+        image: repo,
+        chart_version: version,
         chart_package,
         steps,
     })
@@ -326,12 +354,16 @@ impl Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let ws = Workspace::current()?;
         let chart = ChartMeta::read(&ws.chart_dir())?;
+        let image = match &self.layout {
+            Some(dir) => ImageSource::Layout(sh.current_dir().join(dir)),
+            None => ImageSource::Build(ws.oci_layout()),
+        };
         let plan = plan(
             &self.tag,
             &ws.app.version,
             &chart.version,
             &self.registry,
-            ws.oci_layout(),
+            image,
             ws.chart_packages_dir(),
         )?;
         eprintln!(
@@ -379,23 +411,27 @@ impl Release {
 mod tests {
     use super::*;
 
+    fn build(dir: &str) -> ImageSource {
+        ImageSource::Build(dir.into())
+    }
+
     #[test]
-    fn plan_builds_pushes_bumps_packages_and_pushes_in_order() {
+    fn plan_builds_pushes_pins_packages_and_pushes_in_order() {
         let plan = plan(
             "v1.2.3",
             "1.2.3",
-            "0.4.1",
+            "1.2.3",
             "ghcr.io/acme/",
-            "/t/oci/visit-tracker",
+            build("/t/oci/visit-tracker"),
             "target/charts",
         )
         .unwrap();
         assert_eq!(plan.version, "1.2.3");
         assert_eq!(plan.image.to_string(), "ghcr.io/acme/visit-tracker");
-        assert_eq!(plan.chart_version, "0.4.2");
+        assert_eq!(plan.chart_version, "1.2.3");
         assert_eq!(
             plan.chart_package,
-            Path::new("target/charts/visit-tracker-0.4.2.tgz")
+            Path::new("target/charts/visit-tracker-1.2.3.tgz")
         );
         let lines: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -404,12 +440,61 @@ mod tests {
                 "image build",
                 "image push --image ghcr.io/acme/visit-tracker --tags-from-ref refs/tags/v1.2.3 \
                  --layout /t/oci/visit-tracker",
-                "chart bump 0.4.2 --app-version 1.2.3 --digest <pushed-image-digest>",
+                "chart bump --keep-version --app-version 1.2.3 --digest <pushed-image-digest>",
                 "chart package --out-dir target/charts",
                 "chart push --repo oci://ghcr.io/acme/charts \
-                 --package target/charts/visit-tracker-0.4.2.tgz",
+                 --package target/charts/visit-tracker-1.2.3.tgz",
                 "security-scan --only sbom",
             ]
+        );
+    }
+
+    #[test]
+    fn a_given_layout_is_released_without_a_build() {
+        let plan = plan(
+            "v1.2.3",
+            "1.2.3",
+            "1.2.3",
+            "ghcr.io/acme",
+            ImageSource::Layout("/ci/layout".into()),
+            "c",
+        )
+        .unwrap();
+        assert!(!plan.steps.contains(&Step::ImageBuild), "{:?}", plan.steps);
+        assert!(
+            matches!(&plan.steps[0], Step::ImagePush { layout, .. } if layout == Path::new("/ci/layout")),
+            "{:?}",
+            plan.steps[0]
+        );
+    }
+
+    #[test]
+    fn owners_in_upper_case_release_to_lower_case_repositories() {
+        let plan = plan("v1.2.3", "1.2.3", "1.2.3", "ghcr.io/Acme", build("l"), "c").unwrap();
+        assert_eq!(plan.image.to_string(), "ghcr.io/acme/visit-tracker");
+        assert!(
+            plan.steps.iter().any(|s| s
+                .to_string()
+                .starts_with("chart push --repo oci://ghcr.io/acme/charts ")),
+            "{:?}",
+            plan.steps
+        );
+    }
+
+    /// Two releases without a chart change still publish two chart versions: each is the app's.
+    #[test]
+    fn the_chart_is_released_under_the_app_version_and_nothing_else() {
+        let first = plan("v1.2.3", "1.2.3", "1.2.3", "ghcr.io/acme", build("l"), "c").unwrap();
+        let second = plan("v1.2.4", "1.2.4", "1.2.4", "ghcr.io/acme", build("l"), "c").unwrap();
+        assert_ne!(first.chart_version, second.chart_version);
+        // A chart left behind by a crate bump is refused, with the command that fixes it.
+        let err = plan("v1.2.4", "1.2.4", "1.2.3", "ghcr.io/acme", build("l"), "c")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Chart.yaml has version 1.2.3, but the release is 1.2.4")
+                && err.contains("`cargo xtask chart bump 1.2.4`"),
+            "{err}"
         );
     }
 
@@ -418,9 +503,9 @@ mod tests {
         let plan = plan(
             "v2.0.0-rc.1",
             "2.0.0-rc.1",
-            "1.0.0",
+            "2.0.0-rc.1",
             "127.0.0.1:5000/t",
-            "l",
+            build("l"),
             "c",
         )
         .unwrap();
@@ -436,6 +521,7 @@ mod tests {
             "{:?}",
             plan.steps[2]
         );
+        assert_eq!(plan.chart_version, "2.0.0-rc.1");
     }
 
     /// What a dry run prints is a command line that runs the same task with the same values.
@@ -449,9 +535,9 @@ mod tests {
         let plan = plan(
             "v1.2.3",
             "1.2.3",
-            "0.4.1",
+            "1.2.3",
             "127.0.0.1:5000/acme",
-            "/t/oci",
+            build("/t/oci"),
             "/t/charts",
         )
         .unwrap();
@@ -478,13 +564,12 @@ mod tests {
                 }
                 (
                     Step::ChartBump {
-                        version,
                         app_version,
                         digest: Some(digest),
                     },
                     Task::Chart(Chart::Bump(b)),
                 ) => {
-                    assert_eq!(b.new_version, Some(version.to_string()));
+                    assert!(b.keep_version && b.version.is_none() && b.new_version.is_none());
                     assert_eq!(b.app_version, Some(app_version.to_string()));
                     assert_eq!(b.digest, Some(digest.to_string()));
                 }
@@ -504,7 +589,7 @@ mod tests {
     #[test]
     fn only_the_chart_bump_waits_for_the_pushed_digest() {
         let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
-        let plan = plan("v1.2.3", "1.2.3", "0.4.1", "ghcr.io/acme", "l", "c").unwrap();
+        let plan = plan("v1.2.3", "1.2.3", "1.2.3", "ghcr.io/acme", build("l"), "c").unwrap();
         let filled: Vec<Step> = plan
             .steps
             .iter()
@@ -541,21 +626,25 @@ mod tests {
 
     #[test]
     fn tags_that_do_not_match_the_crate_are_refused_with_the_fix() {
-        let err = plan("v1.2.4", "1.2.3", "0.1.0", "ghcr.io/acme", "l", "c")
-            .unwrap_err()
-            .to_string();
+        let plan = |tag, version| plan(tag, version, version, "ghcr.io/acme", build("l"), "c");
+        let err = plan("v1.2.4", "1.2.3").unwrap_err().to_string();
         assert!(
             err.contains("does not match") && err.contains("v1.2.3"),
             "{err}"
         );
-        let err = plan("1.2.3", "1.2.3", "0.1.0", "ghcr.io/acme", "l", "c")
-            .unwrap_err()
-            .to_string();
+        let err = plan("1.2.3", "1.2.3").unwrap_err().to_string();
         assert!(err.contains("must start with `v`"), "{err}");
-        assert!(plan("v1.2", "1.2", "0.1.0", "ghcr.io/acme", "l", "c").is_err());
-        let err = plan("v1.2.3", "1.2.3", "0.1.0", "https://ghcr.io/acme", "l", "c")
-            .unwrap_err()
-            .to_string();
+        assert!(plan("v1.2", "1.2").is_err());
+        let err = super::plan(
+            "v1.2.3",
+            "1.2.3",
+            "1.2.3",
+            "https://ghcr.io/acme",
+            build("l"),
+            "c",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("without a scheme"), "{err}");
     }
 }

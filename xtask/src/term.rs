@@ -97,6 +97,11 @@ impl Progress for PushProgress {
                 human_size(b.size)
             )),
             Event::Manifest(m) => self.line(&format!("  {}  manifest", short_digest(&m.digest))),
+            Event::Published { tag, manifest } => self.line(&format!(
+                "  {tag} is published as {}: unchanged",
+                short_digest(&manifest.digest)
+            )),
+            Event::Left(left) => self.line(&format!("  {left}: left as it is")),
             Event::Tagged { tag, manifest } => {
                 self.line(&format!("  {tag} -> {}", short_digest(&manifest.digest)))
             }

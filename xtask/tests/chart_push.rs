@@ -75,11 +75,46 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
         std::fs::read(&package).unwrap()
     );
 
-    // Pushed again: both blobs are found, nothing is uploaded, the tag is rewritten in place.
+    // Pushed again: both blobs are found, nothing is uploaded, the version stays as it is.
     let out = chart_push(&repo, &package, tmp.path());
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(registry.blob_uploads(), 2, "{}", registry.log());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("chart already in the registry"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chart already in the registry"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{version} is published as")),
+        "{stderr}"
+    );
+
+    // Another chart under the same version is refused, naming the version and both digests,
+    // and the registry still serves the first.
+    let first = stdout.trim().rsplit_once('@').unwrap().1.to_owned();
+    let other = tmp.path().join("other.tgz");
+    std::fs::write(&other, chart_package(&version, "# changed\n")).unwrap();
+    let out = chart_push(&repo, &other, tmp.path());
+    assert!(!out.status.success(), "{}", describe(&out));
+    let all = describe(&out);
+    assert!(
+        all.contains(&format!(
+            "checking version tag {version}: {version} is a published version: the registry has \
+             {version} at {first}, this push is sha256:"
+        )),
+        "{all}"
+    );
+    assert_eq!(registry.blob_uploads(), 2, "{}", registry.log());
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!(
+            "docker://{}/charts/visit-tracker:{version}",
+            registry.addr()
+        ))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", describe(&raw));
+    assert_eq!(
+        format!("sha256:{}", xtask::tools::hex_digest(&raw.stdout)),
+        first
+    );
 
     // A repository that is not oci:// is refused with the expected form.
     let out = chart_push(&registry.addr(), &package, tmp.path());
@@ -89,4 +124,24 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
         "{}",
         describe(&out)
     );
+}
+
+/// A minimal chart package: `visit-tracker/Chart.yaml` at `version` and a values file.
+fn chart_package(version: &str, values: &str) -> Vec<u8> {
+    let mut tgz = Vec::new();
+    let gz = flate2::write::GzEncoder::new(&mut tgz, flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let chart = format!("apiVersion: v2\nname: visit-tracker\nversion: {version}\n");
+    for (path, data) in [
+        ("visit-tracker/Chart.yaml", chart.as_bytes()),
+        ("visit-tracker/values.yaml", values.as_bytes()),
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, path, data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    tgz
 }

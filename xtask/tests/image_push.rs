@@ -582,18 +582,26 @@ fn a_bearer_token_registry_takes_the_credentials_and_refuses_wrong_ones() {
     .unwrap();
     let image = format!("{}/visit-tracker", registry.addr());
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", PASSWORD)];
-    let out = push(&image, &layout, &["--tag", "t"], &env, tmp.path());
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        describe(&out),
-        registry.log()
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{image}@{index_digest}")
-    );
-    assert!(!describe(&out).contains(PASSWORD));
+    // A version and a floating tag, twice: the reads before the push (tag list, the manifest
+    // under the version, absent and then present) take a pull token of their own.
+    for round in ["first", "again"] {
+        let tags = ["--tag", "1.0.0", "--tag", "latest"];
+        let out = push(&image, &layout, &tags, &env, tmp.path());
+        assert!(
+            out.status.success(),
+            "{round}: {}\n{}",
+            describe(&out),
+            registry.log()
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{image}@{index_digest}")
+        );
+        assert!(!describe(&out).contains(PASSWORD));
+        if round == "again" {
+            assert_said(&out, "1.0.0 is published as");
+        }
+    }
 
     let wrong = "wrong-Pa55word-abc";
     let env = [("REGISTRY_USERNAME", USER), ("REGISTRY_PASSWORD", wrong)];
@@ -602,4 +610,153 @@ fn a_bearer_token_registry_takes_the_credentials_and_refuses_wrong_ones() {
     let all = describe(&out);
     assert!(all.contains("rejected the credentials (401"), "{all}");
     assert!(!all.contains(wrong) && !all.contains(PASSWORD), "{all}");
+}
+
+#[test]
+fn an_owner_in_upper_case_pushes_to_the_lower_case_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, index_digest) = layout(tmp.path(), 1000);
+    let registry = Registry::start().unwrap();
+    // As GitHub spells an owner: `ghcr.io/${{ github.repository_owner }}/...`.
+    let image = format!("{}/Acme/Visit-Tracker", registry.addr());
+    let out = push(&image, &layout, &["--tag", "t"], &[], tmp.path());
+    assert!(out.status.success(), "{}", describe(&out));
+    let lower = format!("{}/acme/visit-tracker", registry.addr());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{lower}@{index_digest}")
+    );
+    let raw = skopeo_inspect_raw(&format!("{lower}:t"), &["--tls-verify=false"]);
+    assert!(raw.status.success(), "{}", describe(&raw));
+    assert_eq!(sha256_of(&raw.stdout), index_digest);
+}
+
+/// The digest skopeo reads under `tag`, or `None` when the registry has no such tag.
+fn digest_at(image: &str, tag: &str) -> Option<String> {
+    let raw = skopeo_inspect_raw(&format!("{image}:{tag}"), &["--tls-verify=false"]);
+    raw.status.success().then(|| sha256_of(&raw.stdout))
+}
+
+/// What the registry logged from `from` on: the requests of one push.
+fn requests_since(registry: &Registry, from: usize) -> String {
+    registry.log()[from..].to_owned()
+}
+
+#[test]
+fn exact_versions_never_move_and_floating_tags_only_move_forward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layouts: Vec<(PathBuf, String)> = (1..=4)
+        .map(|seed| {
+            let dir = tmp.path().join(format!("layout-{seed}"));
+            let digest = write_test_layout(&dir, 1000, seed).unwrap();
+            (dir, digest)
+        })
+        .collect();
+    let [(a, a_digest), (b, b_digest), (c, c_digest), (d, d_digest)] = &layouts[..] else {
+        unreachable!()
+    };
+    let registry = Registry::start().unwrap();
+    let image = format!("{}/acme/visit-tracker", registry.addr());
+    let release = |layout: &Path, version: &str| {
+        let git_ref = format!("refs/tags/v{version}");
+        push(
+            &image,
+            layout,
+            &["--tags-from-ref", &git_ref],
+            &[],
+            tmp.path(),
+        )
+    };
+
+    let out = release(a, "1.1.0");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_said(&out, "tags: 1.1.0, 1.1, 1, latest");
+    let uploads = registry.blob_uploads();
+
+    // The same release again: a success that uploads nothing and leaves 1.1.0 as it was; only
+    // the floating tags are put again (which completes a release cut off before them).
+    let from = registry.log().len();
+    let out = release(a, "1.1.0");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_said(&out, "1.1.0 is published as");
+    assert_said(&out, "0 blobs uploaded (0 B)");
+    assert_eq!(registry.blob_uploads(), uploads, "{}", registry.log());
+    let requests = requests_since(&registry, from);
+    let puts: Vec<&str> = requests
+        .lines()
+        .filter(|l| l.contains("\"PUT "))
+        .filter_map(|l| l.split("/manifests/").nth(1)?.split(' ').next())
+        .collect();
+    assert_eq!(puts, ["1.1", "1", "latest"], "{requests}");
+
+    // Other bytes under 1.1.0: refused before anything is sent, naming the tag and both digests.
+    let from = registry.log().len();
+    let out = release(b, "1.1.0");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_said(
+        &out,
+        &format!(
+            "1.1.0 is a published version: the registry has 1.1.0 at {a_digest}, this push is {b_digest}"
+        ),
+    );
+    for tag in ["1.1.0", "1.1", "1", "latest"] {
+        assert_eq!(digest_at(&image, tag).as_ref(), Some(a_digest), "{tag}");
+    }
+    // Read after skopeo's requests, so the registry has logged every request of the push.
+    let requests = requests_since(&registry, from);
+    assert!(!requests.contains("\"POST "), "{requests}");
+    assert!(!requests.contains("\"PUT "), "{requests}");
+    assert_eq!(registry.blob_uploads(), uploads);
+
+    // A newer release takes every floating tag.
+    let out = release(c, "1.2.0");
+    assert!(out.status.success(), "{}", describe(&out));
+    for tag in ["1.2.0", "1.2", "1", "latest"] {
+        assert_eq!(digest_at(&image, tag).as_ref(), Some(c_digest), "{tag}");
+    }
+
+    // A backport takes its own version and minor series, and says what it left alone.
+    let out = release(d, "1.1.5");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_said(&out, "tags: 1.1.5, 1.1\n");
+    assert_said(
+        &out,
+        "left alone (floating tags move only forward): 1 (the registry has 1.2.0, which is \
+         higher); latest (the registry has 1.2.0, which is higher)",
+    );
+    for (tag, digest) in [
+        ("1.1.5", d_digest),
+        ("1.1", d_digest),
+        ("1", c_digest),
+        ("latest", c_digest),
+        ("1.1.0", a_digest),
+        ("1.2.0", c_digest),
+    ] {
+        assert_eq!(digest_at(&image, tag).as_ref(), Some(digest), "{tag}");
+    }
+
+    // The task reads the whole tag list, page after page: here two tags a page, so all seven
+    // come only if it follows the pages.
+    let name: xtask::registry::RepositoryName = image.parse().unwrap();
+    let mut repo = xtask::registry::Repo::open(&Default::default(), &name).unwrap();
+    repo.tags_per_page = 2;
+    let tags = repo.block_on(repo.tags(&Quiet)).unwrap();
+    let mut tags: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        ["1", "1.1", "1.1.0", "1.1.5", "1.2", "1.2.0", "latest"]
+    );
+    let from = registry.log().len();
+    let missing = "0.0.1".parse().unwrap();
+    let none =
+        repo.block_on(repo.manifest(&xtask::registry::name::Reference::Tag(missing), &Quiet));
+    assert_eq!(none.unwrap(), None, "{}", requests_since(&registry, from));
+}
+
+/// Progress nobody watches.
+struct Quiet;
+
+impl xtask::registry::Progress for Quiet {
+    fn report(&self, _: xtask::registry::Event<'_>) {}
 }

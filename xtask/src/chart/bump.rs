@@ -1,4 +1,5 @@
-//! Sets the chart version, appVersion and image reference, keeping comments and layout.
+//! Sets the chart version, appVersion and image reference, keeping comments and layout; and
+//! checks that the chart follows the app's version (the version scheme of the releases).
 
 use std::path::Path;
 
@@ -10,23 +11,32 @@ use xshell::{Shell, cmd};
 
 use super::{CHART_DIR, chart_field};
 use crate::tools;
+use crate::workspace::Workspace;
 
 /// Sets `version` and `appVersion` in Chart.yaml and `image.tag`/`image.digest` in values.yaml,
 /// editing the scalars in place so comments, order and layout stay as they are. The image tag
 /// follows appVersion; the digest is set with --digest and cleared otherwise (an old digest
 /// would pin an old image). Both files are checked before either is written.
+///
+/// The chart version follows the app version: with the crate at X.Y.Z, `chart bump X.Y.Z` sets
+/// both to it, and release vX.Y.Z publishes chart X.Y.Z (`--check` keeps them equal).
 #[derive(Debug, Args)]
 pub struct Bump {
-    /// The new chart version (semver, higher than the current one); also `--version X`.
+    /// The new chart version (semver, higher than the current one; the crate's version, as the
+    /// releases expect); also `--version X`.
     #[arg(
         long = "version",
         value_name = "VERSION",
-        conflicts_with_all = ["patch", "minor", "major", "check"],
-        required_unless_present_any = ["new_version", "patch", "minor", "major", "check"]
+        conflicts_with_all = ["patch", "minor", "major", "check", "keep_version"],
+        required_unless_present_any = ["new_version", "patch", "minor", "major", "check", "keep_version"]
     )]
     pub version: Option<String>,
-    #[arg(value_name = "VERSION", conflicts_with_all = ["version", "patch", "minor", "major", "check"], hide = true)]
+    #[arg(value_name = "VERSION", conflicts_with_all = ["version", "patch", "minor", "major", "check", "keep_version"], hide = true)]
     pub new_version: Option<String>,
+    /// Keep the chart version; set only appVersion and the image (what `release` does: the
+    /// chart already carries the release's version).
+    #[arg(long, conflicts_with_all = ["patch", "minor", "major", "check"])]
+    pub keep_version: bool,
     /// Increase the patch version.
     #[arg(long, conflicts_with_all = ["minor", "major", "check"])]
     pub patch: bool,
@@ -42,9 +52,10 @@ pub struct Bump {
     /// Pull the image by this digest (`sha256:<64 hex>`), e.g. the one `image push` printed.
     #[arg(long)]
     pub digest: Option<String>,
-    /// Only check: fail when files under charts/ changed since BASE_REF but `version` did not
-    /// increase (a pull-request check). Without BASE_REF: origin/$GITHUB_BASE_REF, else
-    /// origin/main.
+    /// Only check that the chart follows the app (a pull-request check): Chart.yaml's version
+    /// and appVersion and values.yaml's image.tag equal the visit-tracker crate's version, and
+    /// the version is not lower than at BASE_REF. Without BASE_REF: origin/$GITHUB_BASE_REF,
+    /// else origin/main.
     #[arg(long, value_name = "BASE_REF", num_args = 0..=1, default_missing_value = "")]
     pub check: Option<String>,
 }
@@ -53,6 +64,8 @@ pub struct Bump {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Increment {
     Exact(String),
+    /// The current version again.
+    Keep,
     Patch,
     Minor,
     Major,
@@ -69,14 +82,17 @@ impl Bump {
         let version = self.version.or(self.new_version);
         let increment = match (&version, self.patch, self.minor, self.major) {
             (Some(v), ..) => Increment::Exact(v.clone()),
+            (None, ..) if self.keep_version => Increment::Keep,
             (None, true, ..) => Increment::Patch,
             (None, _, true, _) => Increment::Minor,
             (None, _, _, true) => Increment::Major,
-            _ => bail!("give a version, --patch, --minor, --major or --check BASE_REF"),
+            _ => bail!(
+                "give a version, --keep-version, --patch, --minor, --major or --check BASE_REF"
+            ),
         };
         let app_version = match self.app_version {
             Some(v) => v,
-            None => crate::workspace::Workspace::current()?.app.version.clone(),
+            None => Workspace::current()?.app.version.clone(),
         };
         let root = sh.current_dir();
         let chart_path = root.join(CHART_DIR).join("Chart.yaml");
@@ -165,6 +181,7 @@ pub fn next_version(current: &Version, increment: &Increment) -> Result<Version>
             );
             return Ok(v);
         }
+        Increment::Keep => return Ok(current.clone()),
         Increment::Patch if !current.pre.is_empty() => {}
         Increment::Patch => next.patch += 1,
         Increment::Minor => (next.minor, next.patch) = (next.minor + 1, 0),
@@ -293,7 +310,8 @@ pub fn base_ref(given: &str, github_base_ref: Option<&str>) -> String {
     }
 }
 
-/// `--check BASE_REF`: chart files changed since the merge base but `version` did not go up.
+/// `--check BASE_REF`: the chart follows the crate's version, which did not go down since the
+/// merge base with BASE_REF.
 fn check(sh: &Shell, base: &str) -> Result<()> {
     let merge_base = cmd!(sh, "git merge-base {base} HEAD")
         .read()
@@ -303,40 +321,102 @@ fn check(sh: &Shell, base: &str) -> Result<()> {
              `git fetch origin <branch>`, or actions/checkout with fetch-depth: 0)"
             )
         })?;
-    let changed = cmd!(sh, "git diff --name-only {merge_base} -- charts/").read()?;
-    let changed: Vec<&str> = changed.lines().filter(|l| !l.is_empty()).collect();
     let spec = format!("{merge_base}:{CHART_DIR}/Chart.yaml");
     let base_chart = cmd!(sh, "git show {spec}")
         .quiet()
         .ignore_stderr()
         .read()
         .ok();
-    let current = read(&sh.current_dir().join(CHART_DIR).join("Chart.yaml"))?;
     let base_version = base_chart
         .as_deref()
         .and_then(|t| chart_field(t, "version"));
-    let current_version =
-        chart_field(&current, "version").context("charts/visit-tracker/Chart.yaml: no version")?;
-    version_increased(&changed, base_version.as_deref(), &current_version)
+    let root = sh.current_dir().join(CHART_DIR);
+    let chart = read(&root.join("Chart.yaml"))?;
+    let values = read(&root.join("values.yaml"))?;
+    let app_version = &Workspace::current()?.app.version;
+    follows_app(&chart, &values, app_version)?;
+    not_lower(base_version.as_deref(), app_version)
         .with_context(|| format!("compared with {base}"))?;
-    println!("chart version check against {base}: ok");
+    println!("chart version check against {base}: ok (chart and app at {app_version})");
     Ok(())
 }
 
-/// The pull-request rule: changed chart files need a higher version than the base had.
-pub fn version_increased(changed: &[&str], base: Option<&str>, current: &str) -> Result<()> {
-    let (Some(base), false) = (base, changed.is_empty()) else {
+/// The version scheme: the chart in git carries the app's version, as `version`, `appVersion`
+/// and the image tag (or no tag, which means appVersion), so release vX.Y.Z publishes chart
+/// X.Y.Z and every release's chart version is its own. On failure, names each field that is off
+/// and the command that fixes it.
+pub fn follows_app(chart: &str, values: &str, app_version: &str) -> Result<()> {
+    let app = Version::parse(app_version)
+        .with_context(|| format!("the app version {app_version:?} is not semver"))?;
+    let version = chart_field(chart, "version");
+    let fields = [
+        ("Chart.yaml", "version", version.clone()),
+        ("Chart.yaml", "appVersion", chart_field(chart, "appVersion")),
+        (
+            "values.yaml",
+            "image.tag",
+            nested_field(values, &["image", "tag"]).filter(|t| !t.is_empty()),
+        ),
+    ];
+    let off: Vec<String> = fields
+        .iter()
+        .filter(|(file, _, value)| {
+            value.as_deref() != Some(app_version) && !(*file == "values.yaml" && value.is_none())
+        })
+        .map(|(file, field, value)| {
+            format!(
+                "{file} {field} is {}",
+                value.as_deref().unwrap_or("missing")
+            )
+        })
+        .collect();
+    if off.is_empty() {
+        return Ok(());
+    }
+    let fix = match version.as_deref().map(Version::parse) {
+        Some(Ok(v)) if v < app => format!("run `cargo xtask chart bump {app}`"),
+        Some(Ok(v)) if v == app => "run `cargo xtask chart bump --keep-version`".to_owned(),
+        Some(Ok(v)) => format!(
+            "the chart is ahead of the app: set the crate version (Cargo.toml \
+             [workspace.package]) to {v}"
+        ),
+        _ => format!("set Chart.yaml `version` to {app}"),
+    };
+    bail!(
+        "{CHART_DIR}: the chart version follows the app version {app} (release v{app} publishes \
+         chart {app}), but {}: {fix}",
+        off.join(", ")
+    )
+}
+
+/// Versions only go up: the version is not lower than the base's (if the base had a chart).
+pub fn not_lower(base: Option<&str>, current: &str) -> Result<()> {
+    let Some(base) = base else {
         return Ok(());
     };
-    let parse =
-        |v: &str| Version::parse(v).with_context(|| format!("chart version {v:?} is not semver"));
+    let parse = |v: &str| Version::parse(v).with_context(|| format!("version {v:?} is not semver"));
     ensure!(
-        parse(current)? > parse(base)?,
-        "files under charts/ changed ({}) but the chart version is still {current} (base {base}): \
-         run `cargo xtask chart bump --patch` (or --minor/--major)",
-        changed.join(", ")
+        parse(current)? >= parse(base)?,
+        "the version went down from {base} to {current}: published versions are never reused, \
+         so versions only go up"
     );
     Ok(())
+}
+
+/// The scalar at `path` (mapping keys from the root) as text.
+fn nested_field(text: &str, path: &[&str]) -> Option<String> {
+    use saphyr::{Scalar, Yaml};
+    let docs = Yaml::load_from_str(text).ok()?;
+    let mut node = docs.first()?;
+    for key in path {
+        node = node.as_mapping_get(key)?;
+    }
+    match node {
+        Yaml::Value(Scalar::String(s)) => Some(s.to_string()),
+        Yaml::Value(Scalar::Integer(i)) => Some(i.to_string()),
+        Yaml::Value(Scalar::FloatingPoint(f)) => Some(f.to_string()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -406,6 +486,7 @@ mod tests {
         assert_eq!(next(Increment::Minor), "1.3.0");
         assert_eq!(next(Increment::Major), "2.0.0");
         assert_eq!(next(Increment::Exact("1.2.4-rc.1".into())), "1.2.4-rc.1");
+        assert_eq!(next(Increment::Keep), "1.2.3");
         let rc = Version::parse("1.3.0-rc.1").unwrap();
         assert_eq!(
             next_version(&rc, &Increment::Patch).unwrap().to_string(),
@@ -500,26 +581,67 @@ mod tests {
             Some("main")
         );
         assert!(parse(&[]).is_err());
+        assert!(
+            parse(&["--keep-version", "--digest", "sha256:x"])
+                .unwrap()
+                .bump
+                .keep_version
+        );
+        assert!(parse(&["1.2.3", "--keep-version"]).is_err());
         assert!(parse(&["1.2.3", "--patch"]).is_err());
         assert!(parse(&["1.2.3", "--version", "1.2.4"]).is_err());
     }
 
     #[test]
-    fn version_check_needs_a_bump_only_when_charts_changed() {
-        assert!(version_increased(&[], Some("0.1.0"), "0.1.0").is_ok());
-        assert!(version_increased(&["charts/visit-tracker/values.yaml"], None, "0.1.0").is_ok());
+    fn the_chart_follows_the_app_version_and_the_error_names_the_fix() {
+        let chart = |v: &str, app: &str| format!("name: x\nversion: {v}\nappVersion: \"{app}\"\n");
+        let values = |tag: &str| format!("image:\n  tag: \"{tag}\"\n  digest: \"\"\n");
+        follows_app(&chart("1.2.3", "1.2.3"), &values("1.2.3"), "1.2.3").unwrap();
+        // No image tag means appVersion.
+        follows_app(&chart("1.2.3", "1.2.3"), &values(""), "1.2.3").unwrap();
+        let err = |c: &str, v: &str, app: &str| follows_app(c, v, app).unwrap_err().to_string();
+        // The crate went to 1.3.0 and the chart stayed.
+        let e = err(&chart("1.2.3", "1.2.3"), &values("1.2.3"), "1.3.0");
         assert!(
-            version_increased(
-                &["charts/visit-tracker/values.yaml"],
-                Some("0.1.0"),
-                "0.1.1"
-            )
-            .is_ok()
+            e.contains(
+                "but Chart.yaml version is 1.2.3, Chart.yaml appVersion is 1.2.3, values.yaml \
+                 image.tag is 1.2.3: run `cargo xtask chart bump 1.3.0`"
+            ),
+            "{e}"
         );
-        let e =
-            version_increased(&["charts/tests/all-on.yaml"], Some("0.1.0"), "0.1.0").unwrap_err();
-        assert!(format!("{e:#}").contains("cargo xtask chart bump --patch"));
-        assert!(version_increased(&["charts/x"], Some("0.2.0"), "0.1.9").is_err());
+        let e = err(&chart("1.3.0", "1.2.3"), &values("1.3.0"), "1.3.0");
+        assert!(
+            e.contains(
+                "Chart.yaml appVersion is 1.2.3: run `cargo xtask chart bump --keep-version`"
+            ),
+            "{e}"
+        );
+        let e = err(&chart("1.4.0", "1.4.0"), &values("1.4.0"), "1.3.0");
+        assert!(e.contains("the chart is ahead of the app"), "{e}");
+        let e = err("name: x\n", &values(""), "1.3.0");
+        assert!(e.contains("Chart.yaml version is missing"), "{e}");
+    }
+
+    #[test]
+    fn versions_never_go_down() {
+        not_lower(None, "0.1.0").unwrap();
+        not_lower(Some("0.1.0"), "0.1.0").unwrap();
+        not_lower(Some("0.1.0"), "0.2.0").unwrap();
+        let e = not_lower(Some("0.2.0"), "0.1.9").unwrap_err().to_string();
+        assert!(e.contains("went down from 0.2.0 to 0.1.9"), "{e}");
+    }
+
+    /// The self-check of the scheme on this checkout (what `chart bump --check` runs in CI).
+    #[test]
+    fn the_committed_chart_follows_the_crate_version() {
+        let ws = Workspace::current().unwrap();
+        let dir = ws.root.join(CHART_DIR);
+        follows_app(
+            &read(&dir.join("Chart.yaml")).unwrap(),
+            &read(&dir.join("values.yaml")).unwrap(),
+            &ws.app.version,
+        )
+        .unwrap();
     }
 }
 
@@ -545,6 +667,7 @@ mod file_tests {
         Bump {
             version: Some(version.to_owned()),
             new_version: None,
+            keep_version: false,
             patch: false,
             minor: false,
             major: false,

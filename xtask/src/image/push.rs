@@ -17,9 +17,13 @@ use crate::workspace::Workspace;
 
 /// Pushes an OCI image layout to a registry: blobs the registry lacks, each platform manifest
 /// by digest, then the image index under every tag (tags last, so a failed push moves no tag).
+/// An exact version tag (1.2.3) that already points at another image refuses the push before
+/// anything is sent; floating tags (1.2, 1, latest) are set only if no higher version holds
+/// them.
 #[derive(Debug, Args)]
 pub struct Push {
-    /// Where to push: REGISTRY/REPOSITORY, e.g. ghcr.io/owner/visit-tracker.
+    /// Where to push: REGISTRY/REPOSITORY, e.g. ghcr.io/owner/visit-tracker (lower-cased:
+    /// ghcr.io/Acme/Visit-Tracker pushes to ghcr.io/acme/visit-tracker).
     #[arg(long, value_name = "REGISTRY/REPO")]
     pub image: RepositoryName,
     /// A tag to set (repeatable).
@@ -77,7 +81,7 @@ impl Push {
         let repo = Repo::open(&self.registry, &self.image)?;
         let pushed = registry::push(&repo, &image, Arc::new(PushProgress::new()))?;
         let reference = format!("{}@{}", self.image, pushed.digest);
-        let tags: Vec<&str> = image.tags.iter().map(Tag::as_str).collect();
+        let tags: Vec<&str> = pushed.tags.iter().map(Tag::as_str).collect();
         eprintln!(
             "pushed {reference}: {} blobs uploaded ({}), {} already there; tags: {}",
             pushed.uploaded,
@@ -89,6 +93,13 @@ impl Push {
                 tags.join(", ")
             }
         );
+        if !pushed.left.is_empty() {
+            let left: Vec<String> = pushed.left.iter().map(ToString::to_string).collect();
+            eprintln!(
+                "left alone (floating tags move only forward): {}",
+                left.join("; ")
+            );
+        }
         println!("{reference}");
         crate::github_output(&[
             ("digest", pushed.digest.as_ref()),
@@ -149,7 +160,9 @@ impl std::fmt::Display for GitRef {
 
 /// The tags docker/metadata-action would give: a release tag `v1.2.3` gives `1.2.3`, `1.2`, `1`
 /// and `latest` (`0.x` never gives a bare `0`; a pre-release gives only itself); a branch its
-/// name and `sha-<7>`; a pull request `pr-<n>`; any other git tag its sanitized name.
+/// name and `sha-<7>`; a pull request `pr-<n>`; any other git tag its sanitized name. These are
+/// the tags asked for: the push sets `1.2`, `1` and `latest` only where 1.2.3 is the highest
+/// version of their series in the registry ([`crate::registry::TagPlan`]).
 pub fn tags_for(git_ref: &GitRef, sha: &str) -> Result<Vec<Tag>> {
     let short_sha = || -> Result<String> {
         ensure!(

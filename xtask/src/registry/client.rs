@@ -17,14 +17,31 @@ use oci_client::{Client, RegistryOperation};
 use oci_spec::image::{Digest, MediaType};
 
 use super::auth::{self, CredentialSource, RegistryArgs};
-use super::error::{ErrorKind, RegistryError, Step, one_line, scrub};
-use super::name::{Reference, RepositoryName, is_loopback};
+use super::error::{ErrorKind, RegistryError, Step, is_not_found, one_line, scrub};
+use super::name::{Reference, RepositoryName, Tag, is_loopback};
 use super::progress::{Event, Progress};
 
 /// Plain HTTP only where asked (`--insecure`) or where it cannot leave the machine (loopback,
 /// unless a CA certificate says the loopback registry speaks TLS).
 pub fn use_plain_http(registry: &str, insecure: bool, ca_cert: bool) -> bool {
     insecure || (is_loopback(registry) && !ca_cert)
+}
+
+/// The manifest kinds [`Repo::manifest`] asks for: OCI and Docker, single images and indexes.
+const MANIFEST_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// A manifest as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The digest of `bytes` (checked against the registry's `Docker-Content-Digest`).
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub bytes: bytes::Bytes,
 }
 
 /// An open connection to one repository of one registry.
@@ -41,6 +58,9 @@ pub struct Repo {
     /// How often to try a step before giving up, and the first pause between tries.
     pub attempts: u32,
     pub first_backoff: Duration,
+    /// Tags asked for per request of the tag list: a page size every registry accepts (some
+    /// refuse larger ones; one that sends fewer is asked again from the last tag it sent).
+    pub tags_per_page: usize,
 }
 
 impl Repo {
@@ -97,6 +117,7 @@ impl Repo {
             runtime,
             attempts: 5,
             first_backoff: Duration::from_millis(250),
+            tags_per_page: 100,
         })
     }
 
@@ -105,7 +126,7 @@ impl Repo {
     }
 
     /// Runs registry calls to completion from the tasks' synchronous code.
-    pub(super) fn block_on<F: Future>(&self, future: F) -> F::Output {
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)
     }
 
@@ -215,6 +236,102 @@ impl Repo {
         .map(|_| ())
     }
 
+    /// Every tag of the repository, following the registry's pagination; none when the
+    /// repository does not exist yet.
+    pub async fn tags(&self, progress: &dyn Progress) -> Result<Vec<Tag>, RegistryError> {
+        let reference = self.reference(&Reference::Tag("latest".parse().expect("a valid tag")));
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.last().cloned();
+            let page = self
+                .retry(Step::ListTags, progress, || async {
+                    match self
+                        .client
+                        .list_tags(
+                            &reference,
+                            &self.auth,
+                            Some(self.tags_per_page),
+                            last.as_deref(),
+                        )
+                        .await
+                    {
+                        Ok(page) => Ok(page.tags),
+                        Err(e) if is_not_found(&e) => Ok(Vec::new()),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            // Pages come in lexical order after `last`. Stop at the first page that brings
+            // nothing new: the end, or a registry that ignores `last` and repeats itself.
+            let before = tags.len();
+            for tag in page {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+            if tags.len() == before {
+                break;
+            }
+        }
+        let mut parsed = Vec::with_capacity(tags.len());
+        for tag in &tags {
+            match tag.parse() {
+                Ok(tag) => parsed.push(tag),
+                Err(e) => {
+                    return Err(self.error(
+                        Step::ListTags,
+                        ErrorKind::Other,
+                        &format!("the registry listed {e}"),
+                        1,
+                    ));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// The manifest under `reference` (a GET: its digest, media type and bytes), or `None` when
+    /// the registry has none there.
+    pub async fn manifest(
+        &self,
+        reference: &Reference,
+        progress: &dyn Progress,
+    ) -> Result<Option<Fetched>, RegistryError> {
+        let step = Step::GetManifest(reference.clone());
+        let oci_reference = self.reference(reference);
+        let fetched = self
+            .retry(step.clone(), progress, || async {
+                match self
+                    .client
+                    .pull_manifest_raw(&oci_reference, &self.auth, &MANIFEST_TYPES)
+                    .await
+                {
+                    Ok(got) => Ok(Some(got)),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        let Some((bytes, digest)) = fetched else {
+            return Ok(None);
+        };
+        let digest = digest.parse().map_err(|e| {
+            self.error(
+                step.clone(),
+                ErrorKind::Other,
+                &format!("digest `{digest}`: {e}"),
+                1,
+            )
+        })?;
+        let media_type =
+            media_type_of(&bytes).map_err(|e| self.error(step, ErrorKind::Other, &e, 1))?;
+        Ok(Some(Fetched {
+            digest,
+            media_type,
+            bytes,
+        }))
+    }
+
     /// Runs `op` until it succeeds, fails for good, or runs out of tries (with doubling pauses).
     async fn retry<T, F, Fut>(
         &self,
@@ -262,9 +379,40 @@ impl Repo {
     }
 }
 
+/// A manifest's media type from its own `mediaType` field (oci-client does not hand on the
+/// `Content-Type`); a manifest that omits it (OCI allows that) is an index if it lists
+/// manifests, else an image manifest.
+fn media_type_of(bytes: &[u8]) -> Result<MediaType, String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    Ok(match json.get("mediaType").and_then(|m| m.as_str()) {
+        Some(m) => MediaType::from(m),
+        None if json.get("manifests").is_some() => MediaType::ImageIndex,
+        None => MediaType::ImageManifest,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types_come_from_the_manifest() {
+        let docker = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        assert_eq!(
+            media_type_of(docker).unwrap().to_string(),
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            MediaType::ImageIndex
+        );
+        assert_eq!(
+            media_type_of(br#"{"schemaVersion":2,"layers":[]}"#).unwrap(),
+            MediaType::ImageManifest
+        );
+        assert!(media_type_of(b"<html>").unwrap_err().contains("not JSON"));
+    }
 
     #[test]
     fn plain_http_only_for_loopback_or_when_asked() {

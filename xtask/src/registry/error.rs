@@ -8,7 +8,7 @@ use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_spec::image::Digest;
 
 use super::auth::CredentialSource;
-use super::name::Reference;
+use super::name::{Reference, Tag};
 use crate::term::short_digest;
 
 /// A step of talking to a registry, as errors and retry notices name it.
@@ -18,6 +18,10 @@ pub enum Step {
     CheckBlob(Digest),
     UploadBlob(Digest),
     PutManifest(Reference),
+    ListTags,
+    GetManifest(Reference),
+    /// Comparing an exact-version tag with what the registry has under it.
+    CheckVersion(Tag),
 }
 
 impl fmt::Display for Step {
@@ -30,6 +34,12 @@ impl fmt::Display for Step {
                 write!(f, "putting manifest {}", short_digest(d))
             }
             Step::PutManifest(Reference::Tag(t)) => write!(f, "putting manifest {t}"),
+            Step::ListTags => write!(f, "listing tags"),
+            Step::GetManifest(Reference::Digest(d)) => {
+                write!(f, "getting manifest {}", short_digest(d))
+            }
+            Step::GetManifest(Reference::Tag(t)) => write!(f, "getting manifest {t}"),
+            Step::CheckVersion(t) => write!(f, "checking version tag {t}"),
         }
     }
 }
@@ -53,6 +63,9 @@ pub enum ErrorKind {
     Tls,
     /// No connection, or it broke or timed out before an answer.
     Unreachable,
+    /// An exact-version tag already points at `published`, and the push would move it to
+    /// `pushed`: published versions never change.
+    VersionPublished { published: Digest, pushed: Digest },
     /// Anything else: the detail says what.
     Other,
 }
@@ -133,6 +146,17 @@ impl fmt::Display for RegistryError {
                                FILE, or use --insecure for a plain-HTTP registry"
                 .to_owned(),
             ErrorKind::Unreachable => format!("unreachable{tries}"),
+            ErrorKind::VersionPublished { published, pushed } => {
+                let tag = match &self.step {
+                    Step::CheckVersion(tag) => tag.to_string(),
+                    _ => "the version".to_owned(),
+                };
+                format!(
+                    "{tag} is a published version: the registry has {tag} at {published}, this \
+                     push is {pushed}; a published version never points at other bytes, so \
+                     release these under a new version"
+                )
+            }
             ErrorKind::Other => String::new(),
         };
         write!(
@@ -140,10 +164,10 @@ impl fmt::Display for RegistryError {
             "registry {}, repository {repo}: {}: ",
             self.registry, self.step
         )?;
-        if what.is_empty() {
-            write!(f, "{}", self.detail)
-        } else {
-            write!(f, "{what}: {}", self.detail)
+        match (what.is_empty(), self.detail.is_empty()) {
+            (true, _) => write!(f, "{}", self.detail),
+            (false, true) => write!(f, "{what}"),
+            (false, false) => write!(f, "{what}: {}", self.detail),
         }
     }
 }
@@ -167,6 +191,20 @@ fn status_of(err: &OciDistributionError) -> Option<u16> {
             })
         }
         _ => None,
+    }
+}
+
+/// The registry answered that the manifest or repository asked for does not exist (404, or the
+/// distribution spec's error codes for it, which oci-client reports without the status).
+pub(super) fn is_not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+            )
+        }),
+        _ => status_of(err) == Some(404),
     }
 }
 
@@ -359,6 +397,32 @@ mod tests {
         );
         let tag = Reference::Tag("1.2.3".parse().unwrap());
         assert_eq!(Step::PutManifest(tag).to_string(), "putting manifest 1.2.3");
+        let (a, b) = (
+            digest.clone(),
+            format!("sha256:{}", "cd".repeat(32)).parse().unwrap(),
+        );
+        let moved = RegistryError {
+            step: Step::CheckVersion("1.2.3".parse().unwrap()),
+            detail: String::new(),
+            ..error(
+                ErrorKind::VersionPublished {
+                    published: a.clone(),
+                    pushed: b,
+                },
+                1,
+            )
+        };
+        assert!(!moved.is_transient());
+        assert_eq!(
+            moved.to_string(),
+            format!(
+                "registry 127.0.0.1:5000, repository team/app: checking version tag 1.2.3: 1.2.3 \
+                 is a published version: the registry has 1.2.3 at {a}, this push is sha256:{}; a \
+                 published version never points at other bytes, so release these under a new \
+                 version",
+                "cd".repeat(32)
+            )
+        );
         assert!(error(ErrorKind::ServerFailing(502), 1).is_transient());
         assert!(!error(ErrorKind::UnknownRepository, 1).is_transient());
     }

@@ -41,9 +41,13 @@ impl RepositoryName {
 impl FromStr for RepositoryName {
     type Err = anyhow::Error;
 
-    /// Accepts `HOST[:PORT]/PATH`, also written `oci://HOST[:PORT]/PATH/`.
+    /// Accepts `HOST[:PORT]/PATH`, also written `oci://HOST[:PORT]/PATH/`, in any case: registries
+    /// accept only lower-case repository names, while owners come from GitHub as they are
+    /// spelled there (`ghcr.io/Acme/Visit-Tracker` is `ghcr.io/acme/visit-tracker`). Every
+    /// repository the tasks name is parsed here, so this is the one place names are lower-cased.
     fn from_str(s: &str) -> Result<Self> {
         let s = s.strip_prefix("oci://").unwrap_or(s).trim_end_matches('/');
+        let s = &s.to_ascii_lowercase();
         let (host, repo) = s.split_once('/').with_context(|| {
             format!("`{s}` is not REGISTRY/REPOSITORY (e.g. ghcr.io/owner/name)")
         })?;
@@ -63,8 +67,8 @@ impl FromStr for RepositoryName {
         });
         if !valid {
             bail!(
-                "`{repo}` is not a valid repository name (lower-case letters, digits and `._-` \
-                 between slashes)"
+                "`{repo}` is not a valid repository name (letters, digits and `._-` between \
+                 slashes)"
             );
         }
         Ok(RepositoryName {
@@ -117,6 +121,13 @@ pub struct Tag(String);
 impl Tag {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The exact version this tag names, if it names one: `1.2.3`, `2.0.0-rc.1`, or a chart's
+    /// `0.4.2_build` (Helm writes semver's `+` as `_`, which tags cannot hold). Floating tags
+    /// (`1.2`, `1`, `latest`) and branch tags name none.
+    pub fn version(&self) -> Option<semver::Version> {
+        semver::Version::parse(&self.0.replace('_', "+")).ok()
     }
 }
 
@@ -200,9 +211,23 @@ mod tests {
         );
         assert!(split("visit-tracker").is_err());
         assert!(split("owner/visit-tracker").is_err());
-        assert!(split("ghcr.io/Owner/x").is_err());
+        assert!(split("ghcr.io/own er/x").is_err());
+        assert!(split("ghcr.io/owner/-x").is_err());
         assert!(split("ghcr.io/owner/x:1.0").is_err());
         assert!(split("ghcr.io/owner//x").is_err());
+    }
+
+    #[test]
+    fn names_are_lower_cased_once_where_they_are_parsed() {
+        assert_eq!(
+            split("GHCR.io/Acme/Visit-Tracker").unwrap(),
+            ("ghcr.io".into(), "acme/visit-tracker".into())
+        );
+        let charts: OciUrl = "oci://127.0.0.1:5000/Acme/charts".parse().unwrap();
+        assert_eq!(
+            charts.0.join("Visit-Tracker").unwrap().to_string(),
+            "127.0.0.1:5000/acme/charts/visit-tracker"
+        );
     }
 
     #[test]
@@ -212,7 +237,7 @@ mod tests {
         let chart = root.0.join("visit-tracker").unwrap();
         assert_eq!(chart.to_string(), "127.0.0.1:5000/charts/visit-tracker");
         assert!(chart.is_loopback());
-        assert!(root.0.join("Bad").is_err());
+        assert!(root.0.join("b@d").is_err());
         let err = "127.0.0.1:5000/charts".parse::<OciUrl>().unwrap_err();
         assert!(
             err.to_string().contains("expected oci://HOST/PATH"),
@@ -232,6 +257,25 @@ mod tests {
         }
         for host in ["ghcr.io", "10.0.0.1:5000", "[2001:db8::1]:5000"] {
             assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn exact_versions_are_told_from_other_tags() {
+        let version = |t: &str| t.parse::<Tag>().unwrap().version().map(|v| v.to_string());
+        assert_eq!(version("1.2.3").as_deref(), Some("1.2.3"));
+        assert_eq!(version("2.0.0-rc.1").as_deref(), Some("2.0.0-rc.1"));
+        assert_eq!(version("0.4.2_abc").as_deref(), Some("0.4.2+abc"));
+        for other in [
+            "1.2",
+            "1",
+            "latest",
+            "main",
+            "sha-0123456",
+            "pr-4",
+            "v1.2.3",
+        ] {
+            assert_eq!(version(other), None, "{other}");
         }
     }
 

@@ -6,10 +6,18 @@ use std::time::Duration;
 use super::error::RegistryError;
 use super::name::Tag;
 use super::push::{Blob, Manifest};
+use super::tags::Left;
 
 /// One thing that happened during a push, in the order it happened.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
+    /// The exact version `tag` already points at `manifest` (the root): it stays as it is.
+    Published {
+        tag: &'a Tag,
+        manifest: &'a Manifest,
+    },
+    /// A floating tag the push leaves where it is (a higher version holds it).
+    Left(&'a Left),
     /// The blobs the registry lacks are known; `bytes` is how much they hold together.
     Uploading { blobs: usize, bytes: u64 },
     /// `bytes` more of a blob's body went out (counted again when an upload is retried).

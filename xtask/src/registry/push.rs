@@ -2,9 +2,12 @@
 //!
 //! A [`PushSet`] is blobs, manifests by digest with their exact bytes (children first, the root
 //! last) and the tags that point at the root: an OCI image layout and a chart package both
-//! become one. [`push`] logs in, checks every blob with HEAD, uploads the missing ones, puts the
-//! manifests by digest and the tags last, so a failed push moves no tag, and a push run again
-//! after a failure sends only what is still missing.
+//! become one. [`push`] logs in and first reads what it must not overwrite: an exact-version tag
+//! (`1.2.3`, a chart's `0.4.2`) that already points at another digest refuses the whole push
+//! before anything is sent, and floating tags (`1.2`, `1`, `latest`) are set only when the
+//! version moves them forward ([`TagPlan`]). Then it checks every blob with HEAD, uploads the
+//! missing ones, puts the manifests by digest and the tags last, so a failed push moves no tag,
+//! and a push run again after a failure sends only what is still missing.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,8 +18,10 @@ use futures_util::{StreamExt, TryStreamExt};
 use oci_spec::image::{Digest, MediaType};
 
 use super::client::Repo;
+use super::error::{ErrorKind, RegistryError, Step};
 use super::name::{Reference, Tag};
 use super::progress::{Event, Progress};
+use super::tags::{Left, TagPlan};
 
 /// Where a blob's bytes are.
 #[derive(Debug, Clone)]
@@ -94,7 +99,8 @@ pub struct PushSet {
     pub blobs: Vec<Blob>,
     /// Children before parents; the last one is the root, which the tags point at.
     pub manifests: Vec<Manifest>,
-    /// Set last, all on the root. Without tags the root is pushed by digest.
+    /// Set last, all on the root. Without tags the root is pushed by digest. Exact versions
+    /// among them never move; floating tags move only forward (see [`push`]).
     pub tags: Vec<Tag>,
 }
 
@@ -110,6 +116,10 @@ impl PushSet {
 pub struct Pushed {
     /// The root manifest's digest.
     pub digest: Digest,
+    /// The tags that point at the root now: those set, and exact versions that already did.
+    pub tags: Vec<Tag>,
+    /// Floating tags left where they were, and why.
+    pub left: Vec<Left>,
     pub uploaded: usize,
     /// Blobs the registry already had.
     pub present: usize,
@@ -117,7 +127,9 @@ pub struct Pushed {
     pub bytes_sent: u64,
 }
 
-/// Sends `set` to `repo`, reporting to `progress` as it goes.
+/// Sends `set` to `repo`, reporting to `progress` as it goes. Refused, before anything is
+/// sent, when an exact-version tag of the set already points at another digest; the same
+/// digest is a success that sends no blob.
 pub fn push(repo: &Repo, set: &PushSet, progress: Arc<dyn Progress>) -> Result<Pushed> {
     let root = set.root().context("nothing to push: no manifest")?;
     repo.block_on(send(repo, set, root, progress))
@@ -131,6 +143,18 @@ async fn send(
 ) -> Result<Pushed> {
     let report: &dyn Progress = &*progress;
     repo.login(report).await?;
+    let published = check_versions(repo, set, root, report).await?;
+    let plan = if TagPlan::needs_existing(&set.tags) {
+        TagPlan::decide(&set.tags, &repo.tags(report).await?)
+    } else {
+        TagPlan::decide(&set.tags, &[])
+    };
+    for left in &plan.left {
+        report.report(Event::Left(left));
+    }
+    // Exact versions already at the root stay as they are: putting them again would change
+    // nothing here, and registries with immutable tags refuse even that.
+    let to_set: Vec<&Tag> = plan.set.iter().filter(|t| !published.contains(t)).collect();
     let exists: Vec<bool> = futures_util::stream::iter(&set.blobs)
         .map(|b| repo.blob_exists(&b.digest, report))
         .buffered(8)
@@ -172,18 +196,19 @@ async fn send(
         .buffer_unordered(4)
         .try_collect::<()>()
         .await?;
-    // With tags, the root goes up under them (which stores it by digest as well).
+    // With tags, the root goes up under them (which stores it by digest as well). A published
+    // root is in the registry with every manifest below it: none is put again.
     let by_digest = set
         .manifests
         .iter()
-        .filter(|m| m.digest != root.digest || set.tags.is_empty());
+        .filter(|m| published.is_empty() && (m.digest != root.digest || to_set.is_empty()));
     for m in by_digest {
         let reference = Reference::Digest(m.digest.clone());
         repo.push_manifest(&reference, &m.bytes, &m.media_type, report)
             .await?;
         report.report(Event::Manifest(m));
     }
-    for tag in &set.tags {
+    for &tag in &to_set {
         let reference = Reference::Tag(tag.clone());
         repo.push_manifest(&reference, &root.bytes, &root.media_type, report)
             .await?;
@@ -194,8 +219,45 @@ async fn send(
     }
     Ok(Pushed {
         digest: root.digest.clone(),
+        tags: plan.set,
+        left: plan.left,
         uploaded: missing.len(),
         present: present.len(),
         bytes_sent: sent.load(Ordering::Relaxed),
     })
+}
+
+/// The exact-version tags of `set` that already point at `root`; an error naming the tag and
+/// both digests if one points anywhere else. Reads only: nothing is sent before this passes.
+async fn check_versions(
+    repo: &Repo,
+    set: &PushSet,
+    root: &Manifest,
+    report: &dyn Progress,
+) -> Result<Vec<Tag>, RegistryError> {
+    let mut published = Vec::new();
+    for tag in set.tags.iter().filter(|t| t.version().is_some()) {
+        let Some(there) = repo.manifest(&Reference::Tag(tag.clone()), report).await? else {
+            continue;
+        };
+        if there.digest != root.digest {
+            return Err(RegistryError {
+                registry: repo.name().registry().to_owned(),
+                repository: repo.name().repository().to_owned(),
+                step: Step::CheckVersion(tag.clone()),
+                kind: ErrorKind::VersionPublished {
+                    published: there.digest,
+                    pushed: root.digest.clone(),
+                },
+                detail: String::new(),
+                attempts: 1,
+            });
+        }
+        report.report(Event::Published {
+            tag,
+            manifest: root,
+        });
+        published.push(tag.clone());
+    }
+    Ok(published)
 }
