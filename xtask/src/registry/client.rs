@@ -14,17 +14,54 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
-use oci_spec::image::{Digest, MediaType};
+use oci_spec::image::{Digest, ImageIndex, MediaType};
 
 use super::auth::{self, CredentialSource, RegistryArgs};
-use super::error::{ErrorKind, RegistryError, Step, one_line};
-use super::name::{Reference, RepositoryName, is_loopback};
+use super::error::{ErrorKind, RegistryError, Step, is_not_found, one_line};
+use super::name::{Reference, RepositoryName, Tag, is_loopback};
 use super::progress::{Event, Progress};
 
 /// Plain HTTP only where asked (`--insecure`) or where it cannot leave the machine (loopback,
 /// unless a CA certificate says the loopback registry speaks TLS).
 pub fn use_plain_http(registry: &str, insecure: bool, ca_cert: bool) -> bool {
     insecure || (is_loopback(registry) && !ca_cert)
+}
+
+/// A manifest as the registry serves it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The sha256 of `bytes`.
+    pub digest: Digest,
+    pub media_type: MediaType,
+    pub bytes: bytes::Bytes,
+}
+
+/// What a manifest read accepts: OCI and Docker manifests and indexes.
+const MANIFEST_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+/// A manifest's media type from its own `mediaType` field; an OCI manifest may leave it out, and
+/// then its shape tells (an index lists `manifests`).
+fn media_type_of(bytes: &[u8]) -> Option<MediaType> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    match json.get("mediaType").and_then(|m| m.as_str()) {
+        Some(m) => Some(MediaType::from(m)),
+        None if json.get("manifests").is_some() => Some(MediaType::ImageIndex),
+        None if json.get("config").is_some() => Some(MediaType::ImageManifest),
+        None => None,
+    }
+}
+
+/// Retry notices of reads are not shown: a read is small, and its final error says how often
+/// it was tried.
+struct Quiet;
+
+impl Progress for Quiet {
+    fn report(&self, _: Event<'_>) {}
 }
 
 /// An open connection to one repository of one registry.
@@ -219,6 +256,134 @@ impl Repo {
         })
         .await
         .map(|_| ())
+    }
+
+    // The reads below fail with a `RegistryError` (inside anyhow, as `push` does: it is too large
+    // for clippy's taste as a bare `Err`).
+
+    /// The manifest (or index) `reference` names, with its exact bytes; `None` when the registry
+    /// has no such tag or digest (404).
+    pub fn manifest(&self, reference: &Reference) -> Result<Option<Fetched>> {
+        let step = Step::GetManifest(reference.clone());
+        let target = self.reference(reference);
+        let fetched = self.block_on(self.retry(step.clone(), &Quiet, || async {
+            match self
+                .client
+                .pull_manifest_raw(&target, &self.auth, MANIFEST_MEDIA_TYPES)
+                .await
+            {
+                Ok(found) => Ok(Some(found)),
+                Err(err) if is_not_found(&err) => Ok(None),
+                Err(err) => Err(err),
+            }
+        }))?;
+        let Some((bytes, _)) = fetched else {
+            return Ok(None);
+        };
+        // Our own digest of the bytes we got: a pinned reference must get exactly those bytes
+        // (oci-client checks that too), and a tag's digest is what its bytes hash to.
+        let digest: Digest = crate::image::oci::sha256_digest(&bytes)
+            .parse()
+            .expect("sha256:<hex> is a valid digest");
+        if let Reference::Digest(wanted) = reference
+            && *wanted != digest
+        {
+            return Err(self
+                .error(step, format!("the registry served {digest} for {wanted}"))
+                .into());
+        }
+        let media_type = media_type_of(&bytes)
+            .ok_or_else(|| self.error(step, "the manifest has no mediaType".to_owned()))?;
+        Ok(Some(Fetched {
+            digest,
+            media_type,
+            bytes,
+        }))
+    }
+
+    /// Every tag of the repository (empty when the repository does not exist yet).
+    pub fn tags(&self) -> Result<Vec<Tag>> {
+        const PAGE: usize = 1000;
+        let target = self.reference(&Reference::Tag("latest".parse().expect("a valid tag")));
+        let mut tags: Vec<Tag> = Vec::new();
+        loop {
+            let last = tags.last().map(|t| t.to_string());
+            let page = self.block_on(self.retry(Step::ListTags, &Quiet, || async {
+                match self
+                    .client
+                    .list_tags(&target, &self.auth, Some(PAGE), last.as_deref())
+                    .await
+                {
+                    Ok(page) => Ok(page.tags),
+                    Err(err) if is_not_found(&err) => Ok(Vec::new()),
+                    Err(err) => Err(err),
+                }
+            }))?;
+            let full = page.len() >= PAGE;
+            for tag in page {
+                let tag = tag.parse().map_err(|e: anyhow::Error| {
+                    self.error(
+                        Step::ListTags,
+                        format!("the registry listed a bad tag: {e}"),
+                    )
+                })?;
+                tags.push(tag);
+            }
+            if !full {
+                return Ok(tags);
+            }
+        }
+    }
+
+    /// The blob `digest`, checked against its digest as it arrives.
+    pub fn blob(&self, digest: &Digest) -> Result<bytes::Bytes> {
+        let target = self.reference(&Reference::Digest(digest.clone()));
+        let digest_text = digest.to_string();
+        let bytes = self.block_on(self.retry(Step::GetBlob(digest.clone()), &Quiet, || async {
+            let mut out = Vec::new();
+            self.client
+                .store_auth_if_needed(target.resolve_registry(), &self.auth)
+                .await;
+            self.client
+                .pull_blob(&target, digest_text.as_str(), &mut out)
+                .await
+                .map(|()| out)
+        }))?;
+        Ok(bytes.into())
+    }
+
+    /// The manifests whose `subject` is `digest`: from the referrers API where the registry has
+    /// one, else from the referrers tag schema (`sha256-<hex>`), as the distribution spec says.
+    pub fn referrers(&self, digest: &Digest) -> Result<ImageIndex> {
+        let step = Step::ListReferrers(digest.clone());
+        let target = self.reference(&Reference::Digest(digest.clone()));
+        let index = self.block_on(self.retry(step.clone(), &Quiet, || async {
+            self.client
+                .store_auth_if_needed(target.resolve_registry(), &self.auth)
+                .await;
+            self.client.pull_referrers(&target, None).await
+        }))?;
+        let index = serde_json::to_value(&index)
+            .and_then(serde_json::from_value)
+            .map_err(|e| {
+                self.error(
+                    step,
+                    format!("the referrers index is not an OCI index: {e}"),
+                )
+            })?;
+        Ok(index)
+    }
+
+    /// A failure found in an answer rather than in the request.
+    fn error(&self, step: Step, detail: String) -> RegistryError {
+        RegistryError {
+            registry: self.name.registry().to_owned(),
+            repository: self.name.repository().to_owned(),
+            step,
+            kind: ErrorKind::Other,
+            detail,
+            attempts: 1,
+        }
     }
 
     /// Runs `op` until it succeeds, fails for good, or runs out of tries (with doubling pauses).

@@ -18,6 +18,10 @@ pub enum Step {
     CheckBlob(Digest),
     UploadBlob(Digest),
     PutManifest(Reference),
+    GetManifest(Reference),
+    GetBlob(Digest),
+    ListTags,
+    ListReferrers(Digest),
 }
 
 impl fmt::Display for Step {
@@ -30,6 +34,13 @@ impl fmt::Display for Step {
                 write!(f, "putting manifest {}", short_digest(d))
             }
             Step::PutManifest(Reference::Tag(t)) => write!(f, "putting manifest {t}"),
+            Step::GetManifest(Reference::Digest(d)) => {
+                write!(f, "getting manifest {}", short_digest(d))
+            }
+            Step::GetManifest(Reference::Tag(t)) => write!(f, "getting manifest {t}"),
+            Step::GetBlob(d) => write!(f, "getting blob {}", short_digest(d)),
+            Step::ListTags => write!(f, "listing tags"),
+            Step::ListReferrers(d) => write!(f, "listing referrers of {}", short_digest(d)),
         }
     }
 }
@@ -167,6 +178,24 @@ fn status_of(err: &OciDistributionError) -> Option<u16> {
             })
         }
         _ => None,
+    }
+}
+
+/// A 404 for what was asked (manifest, blob, or the repository itself): an answer, not a failure,
+/// for reads that ask whether something exists.
+pub(super) fn is_not_found(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+            )
+        }),
+        _ => status_of(err) == Some(404),
     }
 }
 

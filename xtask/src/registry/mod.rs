@@ -12,7 +12,7 @@ pub mod progress;
 pub mod push;
 
 pub use auth::RegistryArgs;
-pub use client::Repo;
+pub use client::{Fetched, Repo};
 pub use error::RegistryError;
 pub use name::{OciUrl, RepositoryName, Tag};
 pub use progress::{Event, Progress};
