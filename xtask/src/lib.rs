@@ -9,6 +9,7 @@ pub mod image;
 pub mod registry;
 pub mod release;
 pub mod scan;
+pub mod sign;
 pub mod term;
 pub mod tools;
 pub mod workspace;
@@ -48,6 +49,13 @@ pub enum Task {
     Release(release::Release),
     /// Run the GitHub workflows locally and offline with act.
     Act(act::Act),
+    /// Sign images and charts with a cosign key (stored as cosign stores signatures), or write a
+    /// key pair (--generate-key).
+    Sign(sign::Sign),
+    /// Sign in-toto statements (SBOM, provenance) and attach them to an image as OCI referrers.
+    Attest(sign::attest::Attest),
+    /// Check the signature and attestations of a published image or chart with a public key.
+    Verify(sign::verify::Verify),
 }
 
 impl Task {
@@ -61,6 +69,9 @@ impl Task {
             Task::SecurityScan(t) => t.run(sh),
             Task::Release(t) => t.run(sh),
             Task::Act(t) => t.run(sh),
+            Task::Sign(t) => t.run(sh),
+            Task::Attest(t) => t.run(sh),
+            Task::Verify(t) => t.run(sh),
         }
     }
 }
