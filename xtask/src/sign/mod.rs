@@ -29,7 +29,7 @@ use p256::ecdsa::SigningKey;
 use xshell::Shell;
 
 use crate::registry::name::Reference;
-use crate::registry::{self, Blob, Fetched, Progress, PushSet, RegistryArgs, Repo, Tag};
+use crate::registry::{self, Blob, Fetched, Progress, RegistryArgs, Repo, Tag};
 use crate::term::PushProgress;
 use target::ImageRef;
 
@@ -157,18 +157,13 @@ pub fn sign(
     };
     let set = attach::append(tag.clone(), existing.as_ref(), vec![layer], is_duplicate)
         .with_context(|| format!("adding to the signatures under {tag}"))?;
-    let pushed = match set {
-        Some(set) => push(repo, &set, progress)?,
-        None => false,
-    };
+    let pushed = set.is_some();
+    if let Some(set) = set {
+        registry::push(repo, &set, progress)?;
+    }
     Ok(Signed {
         digest: subject.digest.clone(),
         tag,
         pushed,
     })
-}
-
-fn push(repo: &Repo, set: &PushSet, progress: Arc<dyn Progress>) -> Result<bool> {
-    registry::push(repo, set, progress)?;
-    Ok(true)
 }

@@ -129,7 +129,7 @@ impl std::fmt::Display for Failure {
                 write!(f, "the signature names another repository ({identity})")
             }
             Failure::Attestation { artifact, problem } => {
-                write!(f, "attestation {}: {problem}", short_digest(artifact))
+                write!(f, "artifact {}: {problem}", short_digest(artifact))
             }
             Failure::SubjectMismatch {
                 artifact,
@@ -337,10 +337,12 @@ fn signed_elsewhere(cx: &Context) -> Result<Vec<String>> {
 /// Every attestation of the manifest (and of each platform manifest of an index): listed as a
 /// referrer, an in-toto envelope that verifies with the key, about the manifest it is listed for.
 fn attestations(cx: &Context) -> Result<Vec<Check>> {
-    let mut subjects = vec![(
-        cx.subject.digest.clone(),
-        "the index or manifest".to_owned(),
-    )];
+    let top = if is_index(&cx.subject.media_type) {
+        "the index"
+    } else {
+        "the manifest"
+    };
+    let mut subjects = vec![(cx.subject.digest.clone(), top.to_owned())];
     for p in &cx.platforms {
         let platform = p
             .platform()
@@ -358,9 +360,16 @@ fn attestations(cx: &Context) -> Result<Vec<Check>> {
                 continue;
             }
             let result = attestation(cx, digest, entry.digest())?;
-            let name = match &result {
-                Ok((predicate_type, _)) => format!("attestation {predicate_type}"),
-                Err(_) => "attestation".to_owned(),
+            // The statement's own predicate type once verified; before, what the listing says.
+            let listed_type = entry
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get(referrers::PREDICATE_TYPE_ANNOTATION))
+                .cloned();
+            let name = match (&result, listed_type) {
+                (Ok((predicate_type, _)), _) => format!("attestation {predicate_type}"),
+                (Err(_), Some(predicate_type)) => format!("attestation {predicate_type}"),
+                (Err(_), None) => "attestation".to_owned(),
             };
             checks.push(Check {
                 name,
