@@ -66,6 +66,7 @@ pub const TEST_NEEDS: Needs = Needs {
         &RUNC,
         &ARM64_BINFMT,
         &CHECK_JSONSCHEMA,
+        &crate::sign::cosign::COSIGN,
         &DISTRO_REDIS,
         &DISTRO_REGISTRY,
     ],

@@ -10,6 +10,7 @@ pub mod registry;
 pub mod release;
 pub mod scan;
 pub mod setup;
+pub mod sign;
 pub mod term;
 pub mod tools;
 pub mod workspace;
@@ -51,6 +52,13 @@ pub enum Task {
     Act(act::Act),
     /// Install the external tools tasks need (only the missing ones); default: those of `test`.
     Setup(setup::Setup),
+    /// Sign images and charts with a cosign key (stored as cosign stores signatures), or write a
+    /// key pair (--generate-key).
+    Sign(sign::Sign),
+    /// Sign in-toto statements (SBOM, provenance) and attach them to an image as OCI referrers.
+    Attest(sign::attest::Attest),
+    /// Check the signature and attestations of a published image or chart with a public key.
+    Verify(sign::verify::Verify),
 }
 
 impl Task {
@@ -65,6 +73,9 @@ impl Task {
             Task::Release(t) => t.run(sh),
             Task::Act(t) => t.run(sh),
             Task::Setup(t) => t.run(sh),
+            Task::Sign(t) => t.run(sh),
+            Task::Attest(t) => t.run(sh),
+            Task::Verify(t) => t.run(sh),
         }
     }
 }

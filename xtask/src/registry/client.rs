@@ -14,12 +14,12 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, RegistryOperation};
-use oci_spec::image::{Digest, MediaType};
+use oci_spec::image::{Digest, ImageIndex, MediaType};
 
 use super::auth::{self, CredentialSource, RegistryArgs};
 use super::error::{ErrorKind, RegistryError, Step, is_not_found, one_line, scrub};
 use super::name::{Reference, RepositoryName, Tag, is_loopback};
-use super::progress::{Event, Progress};
+use super::progress::{Event, Progress, Quiet};
 
 /// Plain HTTP only where asked (`--insecure`) or where it cannot leave the machine (loopback,
 /// unless a CA certificate says the loopback registry speaks TLS).
@@ -330,6 +330,47 @@ impl Repo {
             media_type,
             bytes,
         }))
+    }
+
+    /// The blob `digest`, checked against its digest as it arrives.
+    pub fn blob(&self, digest: &Digest) -> Result<bytes::Bytes> {
+        let target = self.reference(&Reference::Digest(digest.clone()));
+        let digest_text = digest.to_string();
+        let bytes = self.block_on(self.retry(Step::GetBlob(digest.clone()), &Quiet, || async {
+            let mut out = Vec::new();
+            self.client
+                .store_auth_if_needed(target.resolve_registry(), &self.auth)
+                .await;
+            self.client
+                .pull_blob(&target, digest_text.as_str(), &mut out)
+                .await
+                .map(|()| out)
+        }))?;
+        Ok(bytes.into())
+    }
+
+    /// The manifests whose `subject` is `digest`: from the referrers API where the registry has
+    /// one, else from the referrers tag schema (`sha256-<hex>`), as the distribution spec says.
+    pub fn referrers(&self, digest: &Digest) -> Result<ImageIndex> {
+        let step = Step::ListReferrers(digest.clone());
+        let target = self.reference(&Reference::Digest(digest.clone()));
+        let index = self.block_on(self.retry(step.clone(), &Quiet, || async {
+            self.client
+                .store_auth_if_needed(target.resolve_registry(), &self.auth)
+                .await;
+            self.client.pull_referrers(&target, None).await
+        }))?;
+        let index = serde_json::to_value(&index)
+            .and_then(serde_json::from_value)
+            .map_err(|e| {
+                self.error(
+                    step,
+                    ErrorKind::Other,
+                    &format!("the referrers index is not an OCI index: {e}"),
+                    1,
+                )
+            })?;
+        Ok(index)
     }
 
     /// Runs `op` until it succeeds, fails for good, or runs out of tries (with doubling pauses).

@@ -20,6 +20,8 @@ pub enum Step {
     PutManifest(Reference),
     ListTags,
     GetManifest(Reference),
+    GetBlob(Digest),
+    ListReferrers(Digest),
     /// Comparing an exact-version tag with what the registry has under it.
     CheckVersion(Tag),
 }
@@ -40,6 +42,8 @@ impl fmt::Display for Step {
             }
             Step::GetManifest(Reference::Tag(t)) => write!(f, "getting manifest {t}"),
             Step::CheckVersion(t) => write!(f, "checking version tag {t}"),
+            Step::GetBlob(d) => write!(f, "getting blob {}", short_digest(d)),
+            Step::ListReferrers(d) => write!(f, "listing referrers of {}", short_digest(d)),
         }
     }
 }
@@ -194,14 +198,18 @@ fn status_of(err: &OciDistributionError) -> Option<u16> {
     }
 }
 
-/// The registry answered that the manifest or repository asked for does not exist (404, or the
-/// distribution spec's error codes for it, which oci-client reports without the status).
+/// A 404 for what was asked (manifest, blob, or the repository itself): an answer, not a failure,
+/// for reads that ask whether something exists.
 pub(super) fn is_not_found(err: &OciDistributionError) -> bool {
     match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
             matches!(
                 e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
             )
         }),
         _ => status_of(err) == Some(404),

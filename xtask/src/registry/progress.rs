@@ -44,3 +44,11 @@ pub enum Event<'a> {
 pub trait Progress: Send + Sync {
     fn report(&self, event: Event<'_>);
 }
+
+/// Reports nothing: for reads, which are small and whose final error says how often they were
+/// tried.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn report(&self, _: Event<'_>) {}
+}

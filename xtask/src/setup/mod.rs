@@ -15,7 +15,7 @@ use xshell::Shell;
 
 use crate::tools::install::{self, Phase};
 use crate::tools::{Host, Needs, Presence, Tool};
-use crate::{act, bench, chart, ci, image, release, scan};
+use crate::{act, bench, chart, ci, image, release, scan, sign};
 
 /// Every task `setup` installs for, named by its subcommand path joined by `-`, with what it
 /// needs. Narrow tasks first: an error about a missing tool names the first task that has it.
@@ -28,6 +28,9 @@ pub const TASKS: &[(&str, &Needs)] = &[
     ("chart-push", &chart::PUSH_NEEDS),
     ("security-scan", &scan::NEEDS),
     ("release", &release::NEEDS),
+    ("sign", &sign::NEEDS),
+    ("attest", &sign::NEEDS),
+    ("verify", &sign::NEEDS),
     ("act", &act::NEEDS),
     ("bench-app", &bench::APP_NEEDS),
     ("bench-image", &bench::IMAGE_NEEDS),
