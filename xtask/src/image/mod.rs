@@ -4,6 +4,7 @@
 //! writes it as an OCI image layout and reads one back with every blob verified, and
 //! [`build::Build::build`] runs the whole `image build` and returns what it wrote.
 
+pub mod auditable;
 pub mod build;
 pub mod layout;
 pub mod oci;
