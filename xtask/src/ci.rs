@@ -31,6 +31,8 @@ impl Ci {
 fn steps() -> Result<Vec<(&'static str, Task)>> {
     Ok(vec![
         ("test", Task::Test(task_defaults()?)),
+        // Before the scan: its binaries scanner audits the binaries this build puts in the image.
+        ("image build", Task::Image(Image::Build(task_defaults()?))),
         // The chart's policy check runs in `chart lint` below, over the same renders.
         (
             "security-scan --skip chart",
@@ -39,7 +41,6 @@ fn steps() -> Result<Vec<(&'static str, Task)>> {
                 ..task_defaults()?
             }),
         ),
-        ("image build", Task::Image(Image::Build(task_defaults()?))),
         ("chart lint", Task::Chart(Chart::Lint(task_defaults()?))),
     ])
 }

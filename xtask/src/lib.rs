@@ -2,6 +2,7 @@
 //! Actions run the same code. Each task lives in the module named after it.
 
 pub mod act;
+pub mod attest;
 pub mod bench;
 pub mod chart;
 pub mod ci;
@@ -42,8 +43,10 @@ pub enum Task {
     /// Bump, lint, package or push the Helm chart.
     #[command(subcommand)]
     Chart(chart::Chart),
-    /// Scan dependencies, workflows, the rendered chart and tracked files for problems.
+    /// Scan dependencies, the image's binaries, workflows, the rendered chart and tracked files.
     SecurityScan(scan::SecurityScan),
+    /// Write the SBOM of each platform and the SLSA provenance of a built image layout.
+    Attest(attest::Attest),
     /// Release a version: image, chart and release notes (see --dry-run).
     Release(release::Release),
     /// Run the GitHub workflows locally and offline with act.
@@ -59,6 +62,7 @@ impl Task {
             Task::Image(t) => t.run(sh),
             Task::Chart(t) => t.run(sh),
             Task::SecurityScan(t) => t.run(sh),
+            Task::Attest(t) => t.run(sh),
             Task::Release(t) => t.run(sh),
             Task::Act(t) => t.run(sh),
         }

@@ -13,7 +13,7 @@ use crate::{cargo, tools};
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
 
 /// The database cargo-deny uses by default; its checkout directory name derives from this URL.
-const RUSTSEC_URL: &str = "https://github.com/RustSec/advisory-db";
+pub const RUSTSEC_URL: &str = "https://github.com/RustSec/advisory-db";
 
 /// Installs cargo-deny with `cargo install --locked` when it is missing or another version, and
 /// returns the binary to run.
