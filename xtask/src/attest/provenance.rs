@@ -269,13 +269,13 @@ mod tests {
     use super::*;
 
     const RUSTC: &str = "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\n\
-        commit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860\ncommit-date: 2026-04-14\n\
+        commit-hash: c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0\ncommit-date: 2026-04-14\n\
         host: x86_64-unknown-linux-gnu\nrelease: 1.95.0\nLLVM version: 22.1.2\n";
 
     fn facts() -> BuildFacts {
         BuildFacts {
             repository: "https://github.com/acme/visit-tracker".into(),
-            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            revision: "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1".into(),
             git_ref: Some("refs/tags/v1.2.3".into()),
             version: "1.2.3".into(),
             platforms: Platform::ALL.to_vec(),
@@ -363,7 +363,7 @@ mod tests {
             def["externalParameters"],
             json!({
                 "repository": "https://github.com/acme/visit-tracker",
-                "revision": "0123456789abcdef0123456789abcdef01234567",
+                "revision": "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1",
                 "ref": "refs/tags/v1.2.3",
                 "version": "1.2.3",
                 "platforms": ["linux/amd64", "linux/arm64"],
@@ -380,7 +380,7 @@ mod tests {
             deps[0],
             json!({
                 "uri": "git+https://github.com/acme/visit-tracker@refs/tags/v1.2.3",
-                "digest": { "gitCommit": "0123456789abcdef0123456789abcdef01234567" },
+                "digest": { "gitCommit": "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1" },
             })
         );
         assert_eq!(deps[1]["digest"]["sha256"], "ab".repeat(32));
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(deps[2]["uri"], "pkg:generic/rustc@1.95.0");
         assert_eq!(
             deps[2]["digest"]["gitCommit"],
-            "59807616e1fa2540724bfbac14d7976d7e4a3860"
+            "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0"
         );
         assert!(
             deps[2]["annotations"]["rustc -vV"]
