@@ -44,6 +44,12 @@ pub const CLIPPY: Tool = Tool {
 };
 /// The workflows against GitHub's schemas.
 pub const CHECK_JSONSCHEMA: Tool = Tool::pip("check-jsonschema");
+/// Reads the image binaries' `.dep-v0` section without our code (versioned names count, as for
+/// llvm-ar).
+pub const LLVM_OBJCOPY: Tool = Tool {
+    name: "llvm-objcopy",
+    source: Source::Llvm("llvm"),
+};
 /// The distribution's own servers, started by their packages, only compete with the tests'.
 pub const DISTRO_REDIS: Tool = Tool::stopped_service("redis-server");
 pub const DISTRO_REGISTRY: Tool = Tool::stopped_service("docker-registry");
@@ -67,6 +73,7 @@ pub const TEST_NEEDS: Needs = Needs {
         &ARM64_BINFMT,
         &CHECK_JSONSCHEMA,
         &crate::sign::cosign::COSIGN,
+        &LLVM_OBJCOPY,
         &DISTRO_REDIS,
         &DISTRO_REGISTRY,
     ],
@@ -115,6 +122,8 @@ impl Ci {
 fn steps() -> Result<Vec<(&'static str, Task)>> {
     Ok(vec![
         ("test", Task::Test(task_defaults()?)),
+        // Before the scan: its binaries scanner audits the binaries this build puts in the image.
+        ("image build", Task::Image(Image::Build(task_defaults()?))),
         // The chart's policy check runs in `chart lint` below, over the same renders.
         (
             "security-scan --skip chart",
@@ -123,7 +132,6 @@ fn steps() -> Result<Vec<(&'static str, Task)>> {
                 ..task_defaults()?
             }),
         ),
-        ("image build", Task::Image(Image::Build(task_defaults()?))),
         ("chart lint", Task::Chart(Chart::Lint(task_defaults()?))),
     ])
 }

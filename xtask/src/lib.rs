@@ -2,6 +2,7 @@
 //! Actions run the same code. Each task lives in the module named after it.
 
 pub mod act;
+pub mod attest;
 pub mod bench;
 pub mod chart;
 pub mod ci;
@@ -44,8 +45,10 @@ pub enum Task {
     /// Bump, lint, package or push the Helm chart.
     #[command(subcommand)]
     Chart(chart::Chart),
-    /// Scan dependencies, workflows, the rendered chart and tracked files for problems.
+    /// Scan dependencies, the image's binaries, workflows, the rendered chart and tracked files.
     SecurityScan(scan::SecurityScan),
+    /// Write the SBOM of each platform and the SLSA provenance of a built image layout.
+    Attest(attest::Attest),
     /// Release a version: image, chart and release notes (see --dry-run).
     Release(release::Release),
     /// Run the GitHub workflows locally and offline with act.
@@ -56,7 +59,7 @@ pub enum Task {
     /// key pair (--generate-key).
     Sign(sign::Sign),
     /// Sign in-toto statements (SBOM, provenance) and attach them to an image as OCI referrers.
-    Attest(sign::attest::Attest),
+    Attach(sign::attest::Attest),
     /// Check the signature and attestations of a published image or chart with a public key.
     Verify(sign::verify::Verify),
 }
@@ -70,11 +73,12 @@ impl Task {
             Task::Image(t) => t.run(sh),
             Task::Chart(t) => t.run(sh),
             Task::SecurityScan(t) => t.run(sh),
+            Task::Attest(t) => t.run(sh),
             Task::Release(t) => t.run(sh),
             Task::Act(t) => t.run(sh),
             Task::Setup(t) => t.run(sh),
             Task::Sign(t) => t.run(sh),
-            Task::Attest(t) => t.run(sh),
+            Task::Attach(t) => t.run(sh),
             Task::Verify(t) => t.run(sh),
         }
     }

@@ -1,6 +1,6 @@
 //! `cargo xtask release vX.Y.Z`: image with its semver tags, chart X.Y.Z pinned to the image,
-//! packaged and pushed, SBOM; what `.github/workflows/release.yml` runs before GitHub signs,
-//! attests and publishes.
+//! packaged and pushed, SBOMs and provenance; what `.github/workflows/release.yml` runs before
+//! GitHub signs, attests and publishes.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,15 +11,15 @@ use oci_spec::image::Digest;
 use semver::Version;
 use xshell::Shell;
 
+use crate::attest::provenance::BuildTimes;
 use crate::chart::CHART_DIR;
 use crate::image::push::GitRef;
 use crate::registry::{OciUrl, RegistryArgs, RepositoryName};
-use crate::scan::{Scanner, SecurityScan, sbom::SBOM_PATH};
 use crate::tools::Needs;
 use crate::workspace::{ChartMeta, Workspace};
-use crate::{chart, image, scan, task_defaults};
+use crate::{attest, chart, image, task_defaults};
 
-/// A release runs these tasks: the image, the chart, the SBOM.
+/// A release runs these tasks: the image, the chart, the SBOMs and provenance (in-process).
 pub const NEEDS: Needs = Needs {
     tools: &[],
     tasks: &[
@@ -28,7 +28,6 @@ pub const NEEDS: Needs = Needs {
         &chart::BUMP_NEEDS,
         &chart::PACKAGE_NEEDS,
         &chart::PUSH_NEEDS,
-        &scan::SBOM_NEEDS,
     ],
 };
 
@@ -53,6 +52,10 @@ pub struct Release {
     /// Release this OCI image layout (e.g. the one CI built and tested) instead of building one.
     #[arg(long, value_name = "DIR")]
     pub layout: Option<PathBuf>,
+    /// Publish without the SBOMs and provenance: for a --layout that `image build` did not write
+    /// from this checkout (`attest` reads the binaries and the build's revision from it).
+    #[arg(long, requires = "layout")]
+    pub no_attest: bool,
     /// Print every action, run none (the tag is still checked against the crate version).
     #[arg(long)]
     pub dry_run: bool,
@@ -154,8 +157,14 @@ pub enum Step {
         repo: OciUrl,
         package: PathBuf,
     },
-    /// `security-scan --only sbom`.
-    Sbom,
+    /// The SBOM of each platform and the provenance of the layout's image, named `image`, built
+    /// from `git_ref`; `times` are the `image build` step's, once it has run.
+    Attest {
+        layout: PathBuf,
+        image: RepositoryName,
+        git_ref: GitRef,
+        times: BuildTimes,
+    },
 }
 
 impl Step {
@@ -168,6 +177,24 @@ impl Step {
             } => Step::ChartBump {
                 app_version,
                 digest: pushed.cloned(),
+            },
+            step => step,
+        }
+    }
+
+    /// The step with the `image build` step's times filled in where it records them.
+    fn with_build_times(self, build: BuildTimes) -> Step {
+        match self {
+            Step::Attest {
+                layout,
+                image,
+                git_ref,
+                ..
+            } => Step::Attest {
+                layout,
+                image,
+                git_ref,
+                times: build,
             },
             step => step,
         }
@@ -222,9 +249,20 @@ impl Step {
                 registry: RegistryArgs::default(),
             }
             .run(sh)?,
-            Step::Sbom => SecurityScan {
-                only: vec![Scanner::Sbom],
-                ..task_defaults()?
+            Step::Attest {
+                layout,
+                image,
+                git_ref,
+                times,
+            } => attest::Attest {
+                layout: Some(layout),
+                tag: None,
+                out: None,
+                image: Some(image.to_string()),
+                git_ref: Some(git_ref.to_string()),
+                profile: "release".into(),
+                started_on: times.started_on,
+                finished_on: times.finished_on,
             }
             .run(sh)?,
         }
@@ -269,7 +307,25 @@ impl fmt::Display for Step {
                     package.display()
                 )
             }
-            Step::Sbom => write!(f, "security-scan --only sbom"),
+            Step::Attest {
+                layout,
+                image,
+                git_ref,
+                times,
+            } => {
+                write!(
+                    f,
+                    "attest --layout {} --image {image} --git-ref {git_ref}",
+                    layout.display()
+                )?;
+                if let Some(t) = times.started_on {
+                    write!(f, " --started-on {t}")?;
+                }
+                if let Some(t) = times.finished_on {
+                    write!(f, " --finished-on {t}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -339,7 +395,12 @@ pub fn plan(
             repo: charts,
             package: chart_package.clone(),
         },
-        Step::Sbom,
+        Step::Attest {
+            layout: image.layout().to_owned(),
+            image: repo.clone(),
+            git_ref: release.git_ref(),
+            times: BuildTimes::default(),
+        },
     ]);
     Ok(Plan {
         version: version.clone(),
@@ -358,7 +419,7 @@ impl Release {
             Some(dir) => ImageSource::Layout(sh.current_dir().join(dir)),
             None => ImageSource::Build(ws.oci_layout()),
         };
-        let plan = plan(
+        let mut plan = plan(
             &self.tag,
             &ws.app.version,
             &chart.version,
@@ -366,6 +427,10 @@ impl Release {
             image,
             ws.chart_packages_dir(),
         )?;
+        if self.no_attest {
+            plan.steps.retain(|s| !matches!(s, Step::Attest { .. }));
+            eprintln!("release {}: no SBOMs or provenance (--no-attest)", self.tag);
+        }
         eprintln!(
             "release {}: image {}, chart {} ({})",
             self.tag,
@@ -374,37 +439,56 @@ impl Release {
             plan.chart_package.display()
         );
         let mut digest = None;
+        let mut build = BuildTimes::default();
         for step in plan.steps.iter().cloned() {
-            let step = step.with_pushed_digest(digest.as_ref());
+            let step = step
+                .with_pushed_digest(digest.as_ref())
+                .with_build_times(build);
             let line = format!("cargo xtask {step}");
             if self.dry_run {
                 println!("would run: {line}");
                 continue;
             }
             eprintln!("\n==> {line}");
+            let is_build = step == Step::ImageBuild;
+            let started = now();
             if let Some(pushed) = step.run(sh).with_context(|| format!("`{line}` failed"))? {
                 digest = Some(pushed);
+            }
+            if is_build {
+                build = BuildTimes {
+                    started_on: Some(started),
+                    finished_on: Some(now()),
+                };
             }
         }
         if self.dry_run {
             println!(
                 "would then, on GitHub only: sign {}@<digest> with cosign (keyless), attest build \
-                 provenance and the SBOM, publish the GitHub release with notes, {} and {SBOM_PATH}",
+                 provenance and the SBOMs, publish the GitHub release with notes, {}, the SBOMs \
+                 and the provenance",
                 plan.image,
                 plan.chart_package.display()
             );
             return Ok(());
         }
         // release.yml's later steps (signing, attestations, the GitHub release) read these; the
-        // image digest is already there, written by `image push`.
+        // image digest is already there, written by `image push`, and the SBOM and provenance
+        // files and platform digests by `attest`.
         crate::github_output(&[
             ("image-name", &plan.image.to_string()),
             ("chart", &plan.chart_package.to_string_lossy()),
-            ("sbom", SBOM_PATH),
         ])?;
         eprintln!("\nrelease {}: done", self.tag);
         Ok(())
     }
+}
+
+/// Seconds since the epoch, for the provenance's build times.
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
@@ -444,7 +528,8 @@ mod tests {
                 "chart package --out-dir target/charts",
                 "chart push --repo oci://ghcr.io/acme/charts \
                  --package target/charts/visit-tracker-1.2.3.tgz",
-                "security-scan --only sbom",
+                "attest --layout /t/oci/visit-tracker --image ghcr.io/acme/visit-tracker \
+                 --git-ref refs/tags/v1.2.3",
             ]
         );
     }
@@ -541,8 +626,14 @@ mod tests {
             "/t/charts",
         )
         .unwrap();
+        let times = BuildTimes {
+            started_on: Some(1_700_000_000),
+            finished_on: Some(1_700_000_300),
+        };
         for step in plan.steps {
-            let step = step.with_pushed_digest(Some(&digest));
+            let step = step
+                .with_pushed_digest(Some(&digest))
+                .with_build_times(times);
             let line = step.to_string();
             let parsed = Cli::try_parse_from(std::iter::once("cargo xtask").chain(line.split(' ')))
                 .unwrap_or_else(|e| panic!("`{line}`: {e}"))
@@ -580,7 +671,24 @@ mod tests {
                     assert_eq!(&p.repo, repo);
                     assert_eq!(p.package.as_ref(), Some(package));
                 }
-                (Step::Sbom, Task::SecurityScan(s)) => assert_eq!(s.only, [Scanner::Sbom]),
+                (
+                    Step::Attest {
+                        layout,
+                        image,
+                        git_ref,
+                        times,
+                    },
+                    Task::Attest(a),
+                ) => {
+                    assert_eq!(a.layout.as_ref(), Some(layout));
+                    assert_eq!(a.image, Some(image.to_string()));
+                    assert_eq!(a.git_ref, Some(git_ref.to_string()));
+                    assert_eq!(
+                        (a.started_on, a.finished_on),
+                        (times.started_on, times.finished_on)
+                    );
+                    assert_eq!(a.profile, "release");
+                }
                 (step, task) => panic!("`{line}` parses as {task:?}, not {step:?}"),
             }
         }

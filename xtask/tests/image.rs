@@ -499,8 +499,9 @@ impl Drop for Scratch {
     }
 }
 
-/// Two clones of HEAD in different directories give the same index digest; a new commit gives
-/// another. amd64 only: one platform proves the point at half the build time. The clones share a
+/// Two clones of HEAD in different directories give the same index digest, the second built with
+/// cargo-auditable found somewhere else on PATH (where it is installed must not reach the bytes);
+/// a new commit gives another digest. amd64 only: one platform proves the point at half the build time. The clones share a
 /// target directory of their own (dependencies compile once; this checkout's artifacts are left
 /// alone), and are cloned one after the other so the second clone really recompiles the service.
 #[test]
@@ -514,7 +515,28 @@ fn same_commit_anywhere_gives_the_same_digest_and_a_new_commit_another() {
         .target_directory
         .join("image-repro");
     let scratch = Scratch::new("repro");
-    let clone_and_build = |name: &str| -> (PathBuf, Built) {
+    // A cargo-auditable elsewhere on PATH that leaves a mark when cargo runs it.
+    let elsewhere = scratch.0.join("tools-elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let installed = xtask::tools::which("cargo-auditable").expect("cargo-auditable on PATH");
+    let mark = scratch.0.join("wrapper-used");
+    let wrapper = elsewhere.join("cargo-auditable");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nexec '{}' \"$@\"\n",
+            mark.display(),
+            installed.display()
+        ),
+    )
+    .unwrap();
+    cmd!(sh, "chmod +x {wrapper}").run().unwrap();
+    let path_elsewhere = std::env::join_paths(
+        std::iter::once(elsewhere.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let clone_and_build = |name: &str, path: Option<&std::ffi::OsStr>| -> (PathBuf, Built) {
         let checkout = scratch.0.join(name);
         cmd!(sh, "git clone --quiet --no-checkout {root} {checkout}")
             .run()
@@ -525,6 +547,9 @@ fn same_commit_anywhere_gives_the_same_digest_and_a_new_commit_another() {
         let clone_sh = Shell::new().unwrap();
         clone_sh.change_dir(&checkout);
         clone_sh.set_var("CARGO_TARGET_DIR", &shared_target);
+        if let Some(path) = path {
+            clone_sh.set_var("PATH", path);
+        }
         let built = build(
             &clone_sh,
             vec![Platform::Amd64],
@@ -532,8 +557,13 @@ fn same_commit_anywhere_gives_the_same_digest_and_a_new_commit_another() {
         );
         (checkout, built)
     };
-    let (_, first) = clone_and_build("first-checkout");
-    let (second_dir, second) = clone_and_build("elsewhere/second-checkout");
+    let (_, first) = clone_and_build("first-checkout", None);
+    assert!(!mark.exists());
+    let (second_dir, second) = clone_and_build("elsewhere/second-checkout", Some(&path_elsewhere));
+    assert!(
+        mark.exists(),
+        "the second build did not run the other cargo-auditable"
+    );
     assert_eq!(first.image.index.digest, second.image.index.digest);
     assert_eq!(
         std::fs::read(first.output.join("index.json")).unwrap(),

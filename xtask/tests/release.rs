@@ -1,7 +1,8 @@
 //! `cargo xtask release` against a real registry (Debian's docker-registry), in a clone of this
-//! checkout, releasing small test layouts (`--layout`) instead of building the image: every
-//! release publishes its own chart version, a release run again changes nothing, a version once
-//! published never points at other bytes, and a backport leaves `1` and `latest` alone.
+//! checkout, releasing small test layouts (`--layout`, `--no-attest`) instead of building the
+//! image: every release publishes its own chart version, a release run again changes nothing, a
+//! version once published never points at other bytes, and a backport leaves `1` and `latest`
+//! alone.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -107,6 +108,8 @@ fn releases_publish_their_own_chart_versions_and_never_overwrite_one() {
                 &namespace,
                 "--layout",
                 layout,
+                // Test layouts hold no binaries to list; tests/attest.rs covers attest.
+                "--no-attest",
             ],
         )
     };

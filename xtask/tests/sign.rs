@@ -527,7 +527,7 @@ fn attestations_are_referrers_that_cosign_and_securesystemslib_accept() {
     let sbom = statement(home, "sbom", CYCLONEDX, &[amd64]);
     let out = xtask(
         &[
-            "attest",
+            "attach",
             &image_ref,
             "--key",
             ours_key,
@@ -545,7 +545,7 @@ fn attestations_are_referrers_that_cosign_and_securesystemslib_accept() {
     );
     let out = xtask(
         &[
-            "attest",
+            "attach",
             &amd64_ref,
             "--key",
             ours_key,
@@ -560,7 +560,7 @@ fn attestations_are_referrers_that_cosign_and_securesystemslib_accept() {
     let before = tags(&p.image);
     let out = xtask(
         &[
-            "attest",
+            "attach",
             &image_ref,
             "--key",
             ours_key,

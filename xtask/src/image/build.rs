@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use super::layout;
 use super::oci::{self, Image, Metadata, Platform};
+use super::{auditable, layout};
 use crate::cargo;
 use crate::registry::Tag;
 use crate::term::human_size;
@@ -208,6 +208,7 @@ pub fn compile(
     for platform in platforms {
         tools::need(sh, &Tool::rust_target(platform.rust_target()))?;
     }
+    tools::need(sh, &auditable::CARGO_AUDITABLE)?;
     let cargo_home = cargo_home()?;
     let mut args = vec![
         "build".to_owned(),
@@ -242,7 +243,7 @@ pub fn compile(
         .collect();
     let targets: Vec<_> = platforms.iter().map(|p| p.rust_target()).collect();
     eprintln!(
-        "image: cargo build --profile {profile} for {}",
+        "image: cargo build --profile {profile} (with cargo-auditable) for {}",
         targets.join(", ")
     );
     // The service reports its revision in the build_info metric (`option_env!`).
@@ -254,9 +255,12 @@ pub fn compile(
         }
     }
     let cargo = cargo();
+    // Each binary embeds its dependency list, for scanners and the SBOMs.
+    let auditable = auditable::wrapper_env(&args);
     cmd!(sh, "{cargo} {args...}")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .envs(auditable)
         .run()
         .with_context(|| format!("building {PACKAGE} for {}", targets.join(", ")))?;
     Ok(platforms

@@ -4,6 +4,7 @@
 //! writes it as an OCI image layout and reads one back with every blob verified, and
 //! [`build::Build::build`] runs the whole `image build` and returns what it wrote.
 
+pub mod auditable;
 pub mod build;
 pub mod layout;
 pub mod oci;
@@ -35,6 +36,7 @@ pub const BUILD_NEEDS: Needs = Needs {
         &LLVM_AR,
         &MUSL_AMD64,
         &MUSL_ARM64,
+        &auditable::CARGO_AUDITABLE,
     ],
     tasks: &[],
 };

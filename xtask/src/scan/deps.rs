@@ -18,7 +18,7 @@ pub const FIND: Tool = Tool::apt("find", "findutils");
 pub const CP: Tool = Tool::apt("cp", "coreutils");
 
 /// The database cargo-deny uses by default; its checkout directory name derives from this URL.
-const RUSTSEC_URL: &str = "https://github.com/RustSec/advisory-db";
+pub const RUSTSEC_URL: &str = "https://github.com/RustSec/advisory-db";
 
 /// The offline database to use: the one given, else `shared/advisory-db` beside the repository
 /// (or beside one of its parents, for worktrees kept in a subdirectory) when present.

@@ -1,13 +1,14 @@
-//! `cargo xtask security-scan`: dependencies, workflows, chart policy, committed secrets, SBOM.
+//! `cargo xtask security-scan`: dependencies, the image's binaries, workflows, chart policy,
+//! committed secrets.
 //!
-//! Each scanner is an established tool (cargo-deny, zizmor, checkov, detect-secrets) run with
-//! machine-readable output; its findings become one [`Finding`] shape, printed as
+//! Each scanner is an established tool (cargo-deny, RustSec's library, zizmor, checkov,
+//! detect-secrets) run with machine-readable output; its findings become one [`Finding`] shape, printed as
 //! `file:line: [tool rule] message` and optionally written as one SARIF 2.1.0 file.
 
+pub mod binaries;
 pub mod chart;
 pub mod deps;
 pub mod sarif;
-pub mod sbom;
 pub mod secrets;
 pub mod workflows;
 
@@ -20,7 +21,7 @@ use xshell::Shell;
 use crate::chart::lint::policy;
 use crate::tools::{self, CARGO, GIT, Needs, VENV_PYTHON};
 
-/// Scan dependencies, workflows, the rendered chart and tracked files; write the image's SBOM.
+/// Scan dependencies, the image's binaries, workflows, the rendered chart and tracked files.
 #[derive(Debug, Args)]
 pub struct SecurityScan {
     /// RustSec advisory database to use offline (a checkout or a data-only snapshot with a
@@ -38,23 +39,26 @@ pub struct SecurityScan {
     /// lint` step runs the same policy check (checkov, same config) over the same renders.
     #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "only")]
     pub skip: Vec<Scanner>,
-    /// Cargo.toml whose lockfile the dependency scan checks.
+    /// Cargo.toml whose lockfile the dependency scan checks (and binary findings point into).
     #[arg(long, value_name = "FILE", default_value = "Cargo.toml")]
     pub manifest_path: PathBuf,
+    /// OCI image layout whose binaries (every platform) the binaries scan audits
+    /// [default: <target-dir>/oci/visit-tracker, as `image build` writes it].
+    #[arg(long, value_name = "DIR")]
+    pub layout: Option<PathBuf>,
+    /// Binaries the binaries scan audits instead of the layout's.
+    #[arg(long, value_name = "FILE")]
+    pub binary: Vec<PathBuf>,
     /// Files or directories the secret scan reads instead of every tracked file.
     #[arg(long, value_name = "PATH")]
     pub secrets_path: Vec<PathBuf>,
 }
 
-/// `security-scan --only sbom`: `cargo metadata` is all it runs.
-pub const SBOM_NEEDS: Needs = Needs {
-    tools: &[&CARGO],
-    tasks: &[],
-};
 /// `security-scan`: every scanner's tool, the Helm engine for the chart scanner, and git (the
 /// offline advisory database becomes a scratch repository; detect-secrets lists tracked files).
 pub const NEEDS: Needs = Needs {
     tools: &[
+        &CARGO,
         &GIT,
         &deps::CARGO_DENY,
         &deps::FIND,
@@ -64,7 +68,7 @@ pub const NEEDS: Needs = Needs {
         &policy::CHECKOV,
         &secrets::DETECT_SECRETS,
     ],
-    tasks: &[&SBOM_NEEDS],
+    tasks: &[],
 };
 
 /// One scanner of the security scan.
@@ -72,24 +76,24 @@ pub const NEEDS: Needs = Needs {
 pub enum Scanner {
     /// RustSec advisories, licenses, bans and duplicates, sources (cargo-deny).
     Deps,
+    /// RustSec advisories of the crates each image binary embeds (cargo auditable data).
+    Binaries,
     /// GitHub workflows (zizmor).
     Workflows,
     /// Policy over the rendered chart (checkov).
     Chart,
     /// Committed secrets in tracked files (detect-secrets).
     Secrets,
-    /// CycloneDX SBOM of what goes into the image.
-    Sbom,
 }
 
 impl Scanner {
     /// Every scanner, in the order they run.
     pub const ALL: [Scanner; 5] = [
         Scanner::Deps,
+        Scanner::Binaries,
         Scanner::Workflows,
         Scanner::Chart,
         Scanner::Secrets,
-        Scanner::Sbom,
     ];
 
     /// `only` when given (in its order), else every scanner; without those in `skip`.
@@ -139,14 +143,22 @@ impl SecurityScan {
             eprintln!("security-scan: {scanner:?}");
             let found = match scanner {
                 Scanner::Deps => deps::scan(sh, &self.manifest_path, self.advisory_db.as_deref())?,
+                Scanner::Binaries => {
+                    let layout = match &self.layout {
+                        Some(dir) => dir.clone(),
+                        None => crate::workspace::Workspace::current()?.oci_layout(),
+                    };
+                    binaries::scan(
+                        sh,
+                        &layout,
+                        &self.binary,
+                        &self.manifest_path,
+                        self.advisory_db.as_deref(),
+                    )?
+                }
                 Scanner::Workflows => workflows::scan(sh)?,
                 Scanner::Chart => chart::scan(sh)?,
                 Scanner::Secrets => secrets::scan(sh, &self.secrets_path)?,
-                Scanner::Sbom => {
-                    let path = sbom::write(sh)?;
-                    eprintln!("security-scan: SBOM written to {}", path.display());
-                    Vec::new()
-                }
             };
             eprintln!("security-scan: {scanner:?}: {} finding(s)", found.len());
             findings.extend(found);
@@ -213,9 +225,9 @@ mod tests {
             Scanner::selected(&[], &[Scanner::Chart]),
             [
                 Scanner::Deps,
+                Scanner::Binaries,
                 Scanner::Workflows,
                 Scanner::Secrets,
-                Scanner::Sbom
             ]
         );
         assert_eq!(

@@ -30,6 +30,7 @@ pub const TASKS: &[(&str, &Needs)] = &[
     ("release", &release::NEEDS),
     ("sign", &sign::NEEDS),
     ("attest", &sign::NEEDS),
+    ("attach", &sign::NEEDS),
     ("verify", &sign::NEEDS),
     ("act", &act::NEEDS),
     ("bench-app", &bench::APP_NEEDS),

@@ -79,7 +79,10 @@ fn the_command_line_names_its_task_and_setup_takes_only_known_names() {
         "image-build"
     );
     assert_eq!(name(&["bench", "app", "--rounds", "1"]), "bench-app");
-    assert_eq!(name(&["security-scan", "--only", "sbom"]), "security-scan");
+    assert_eq!(
+        name(&["security-scan", "--only", "secrets"]),
+        "security-scan"
+    );
     let parses = |args: &[&str]| Cli::try_parse_from(args).is_ok();
     assert!(parses(&[
         "x",

@@ -1,4 +1,4 @@
-//! `cargo xtask attest`: in-toto statements (SBOM, provenance) signed into DSSE envelopes and
+//! `cargo xtask attach`: in-toto statements (SBOM, provenance) signed into DSSE envelopes and
 //! pushed as OCI 1.1 referrers of the manifest they are about, plus cosign's `.att` form of the
 //! same envelopes, which `cosign verify-attestation` reads.
 //!

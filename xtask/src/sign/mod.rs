@@ -35,7 +35,7 @@ use crate::term::PushProgress;
 use crate::tools::Needs;
 use target::ImageRef;
 
-/// `sign`, `attest` and `verify` talk to registries and do their cryptography in-process.
+/// `sign`, `attach`, `verify` (and `attest`, which reads a layout and Cargo.lock) talk to registries and do their cryptography in-process.
 pub const NEEDS: Needs = Needs {
     tools: &[],
     tasks: &[],

@@ -10,6 +10,17 @@ use xshell::{Shell, cmd};
 
 use super::{REQUIREMENTS, Source, Tool, file_name, hex_digest, is_executable, which_in};
 
+/// The version `cargo install --list` shows for `krate`, if cargo installed it.
+pub fn installed_version<'a>(list: &'a str, krate: &str) -> Option<&'a str> {
+    list.lines()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .find_map(|l| {
+            let (name, rest) = l.split_once(' ')?;
+            let version = rest.split([' ', ':']).next()?;
+            (name == krate).then(|| version.trim_start_matches('v'))
+        })
+}
+
 /// Where the kernel lists its binfmt_misc handlers.
 pub const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
 /// In an npm install directory: the digest of the lock file it was made from.
@@ -68,16 +79,30 @@ impl<'a> Host<'a> {
                 (stamp(&dir.join(NPM_STAMP)) == Some(wanted) && dir.join("node_modules").is_dir())
                     .then_some(dir)
             }
-            Source::Cargo { version, .. } => {
+            Source::Cargo { krate, version } => {
                 let path = which_in(&self.path, name)?;
-                let out = cmd!(self.sh, "{path} --version")
-                    .quiet()
-                    .ignore_stderr()
-                    .read()
-                    .ok()?;
-                out.split_whitespace()
+                let says = |args: &[&str]| {
+                    cmd!(self.sh, "{path} {args...}")
+                        .quiet()
+                        .ignore_stderr()
+                        .read()
+                        .unwrap_or_default()
+                };
+                // Most tools print their version; cargo subcommands that only run under cargo
+                // (cargo-auditable) are found in cargo's own list of what it installed.
+                let listed = || {
+                    let list = cmd!(self.sh, "cargo install --list")
+                        .quiet()
+                        .ignore_stderr()
+                        .read()
+                        .unwrap_or_default();
+                    installed_version(&list, krate) == Some(*version)
+                };
+                (says(&["--version"])
+                    .split_whitespace()
                     .any(|w| w == *version)
-                    .then_some(path)
+                    || listed())
+                .then_some(path)
             }
             Source::RustTarget => {
                 let dir = self.sysroot()?.join("lib/rustlib").join(name).join("lib");
@@ -222,4 +247,19 @@ fn stamp(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()
         .map(|s| s.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_version_reads_cargo_install_list() {
+        let list = "cargo-auditable v0.7.7:\n    cargo-auditable\n\
+                    cargo-deny v0.20.2 (/src/deny):\n    cargo-deny\n";
+        assert_eq!(installed_version(list, "cargo-auditable"), Some("0.7.7"));
+        assert_eq!(installed_version(list, "cargo-deny"), Some("0.20.2"));
+        assert_eq!(installed_version(list, "cargo"), None);
+        assert_eq!(installed_version("", "cargo-auditable"), None);
+    }
 }
