@@ -69,6 +69,23 @@ impl Act {
         let text = std::fs::read_to_string(&workflow)
             .with_context(|| format!("reading {}", workflow.display()))?;
         let work = root.join("target/act");
+        let workflow = match without_workflow_calls(&text)
+            .with_context(|| format!("reading {}", workflow.display()))?
+        {
+            None => workflow,
+            Some((copy, dropped)) => {
+                let path = work.join("workflows").join(&self.workflow);
+                std::fs::create_dir_all(work.join("workflows"))?;
+                tools::write_atomic(&path, copy.as_bytes())?;
+                eprintln!(
+                    "act: {}: left out job(s) {} (they call a workflow of this repository: run \
+                     it with `cargo xtask act --workflow FILE`)",
+                    self.workflow,
+                    dropped.join(", ")
+                );
+                path
+            }
+        };
         // Artifacts pass between the jobs of one run, as on GitHub: none from an earlier run.
         let artifacts = work.join("artifacts");
         if artifacts.exists() {
@@ -158,6 +175,59 @@ impl Act {
         .with_context(|| format!("act run of {} failed", self.workflow))?;
         Ok(())
     }
+}
+
+/// The workflow without its jobs that call a workflow of this repository (`uses: $/...` or
+/// `./...`), and
+/// without them in any job's `needs`, as JSON (which is YAML); `None` when it has none.
+///
+/// act 0.2.89 runs a called local workflow's jobs inside the caller's run, and `-j JOB` still runs
+/// JOB's `needs` first: release.yml's `build` under act would first run all of ci.yml (the whole
+/// test suite), whose actions are not mapped to stand-ins either, so offline it fails at once.
+/// The called workflow is run under act on its own; the caller runs without it.
+pub fn without_workflow_calls(text: &str) -> Result<Option<(String, Vec<String>)>> {
+    use saphyr::LoadableYamlNode;
+    let docs = saphyr::Yaml::load_from_str(text).context("parsing the workflow")?;
+    let mut wf =
+        crate::chart::lint::manifest::yaml_to_json(docs.first().context("an empty workflow")?)?;
+    let jobs = wf["jobs"]
+        .as_object_mut()
+        .context("the workflow has no jobs")?;
+    let dropped: Vec<String> = jobs
+        .iter()
+        .filter(|(_, job)| {
+            job["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("$/") || u.starts_with("./"))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    if dropped.is_empty() {
+        return Ok(None);
+    }
+    for name in &dropped {
+        jobs.remove(name);
+    }
+    for job in jobs.values_mut() {
+        let Some(job) = job.as_object_mut() else {
+            continue;
+        };
+        let needs: Vec<serde_json::Value> = match job.get("needs") {
+            Some(serde_json::Value::String(n)) => vec![n.as_str().into()],
+            Some(serde_json::Value::Array(n)) => n.clone(),
+            _ => continue,
+        };
+        let kept: Vec<serde_json::Value> = needs
+            .into_iter()
+            .filter(|n| !n.as_str().is_some_and(|n| dropped.iter().any(|d| d == n)))
+            .collect();
+        if kept.is_empty() {
+            job.remove("needs");
+        } else {
+            job.insert("needs".into(), kept.into());
+        }
+    }
+    Ok(Some((serde_json::to_string_pretty(&wf)?, dropped)))
 }
 
 /// Stands in for `bash` during a dry run: act calls `bash ... SCRIPT`; print SCRIPT, run nothing.
@@ -361,6 +431,27 @@ mod tests {
     use saphyr::LoadableYamlNode;
 
     use super::*;
+
+    #[test]
+    fn jobs_calling_a_local_workflow_are_left_out_with_their_needs() {
+        let text = "on: push\njobs:\n  ci:\n    uses: $/.github/workflows/ci.yml\n  \
+                    build:\n    needs: ci\n    runs-on: x\n    steps: [{run: a}]\n  \
+                    sign:\n    needs: [ci, build]\n    runs-on: x\n    steps: [{run: b}]\n";
+        let (copy, dropped) = without_workflow_calls(text).unwrap().unwrap();
+        assert_eq!(dropped, ["ci"]);
+        let wf: serde_json::Value = serde_json::from_str(&copy).unwrap();
+        assert_eq!(wf["on"], "push");
+        let jobs: Vec<&String> = wf["jobs"].as_object().unwrap().keys().collect();
+        assert_eq!(jobs, ["build", "sign"]);
+        assert!(wf["jobs"]["build"].get("needs").is_none(), "{copy}");
+        assert_eq!(wf["jobs"]["sign"]["needs"], serde_json::json!(["build"]));
+        assert_eq!(wf["jobs"]["sign"]["steps"][0]["run"], "b");
+        // A workflow without such jobs runs as it is.
+        let ci = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/ci.yml"),
+        );
+        assert!(without_workflow_calls(&ci.unwrap()).unwrap().is_none());
+    }
 
     const WORKFLOW: &str = "\
 jobs:

@@ -472,16 +472,68 @@ impl Release {
             );
             return Ok(());
         }
-        // release.yml's later steps (signing, attestations, the GitHub release) read these; the
-        // image digest is already there, written by `image push`, and the SBOM and provenance
-        // files and platform digests by `attest`.
+        let evidence = collect_evidence(ws, &self.tag, &plan.chart_package)?;
+        eprintln!("release {}: evidence in {}", self.tag, evidence.display());
+        // release.yml's later jobs (signing, attestations, the GitHub release) read these; the
+        // image digest and `latest` are already there, written by `image push`, the chart's
+        // reference and digest by `chart push`, the SBOM and provenance files and platform
+        // digests by `attest`.
+        let prerelease = !Version::parse(&plan.version)?.pre.is_empty();
         crate::github_output(&[
             ("image-name", &plan.image.to_string()),
             ("chart", &plan.chart_package.to_string_lossy()),
+            ("evidence", &evidence.to_string_lossy()),
+            ("prerelease", if prerelease { "true" } else { "false" }),
         ])?;
         eprintln!("\nrelease {}: done", self.tag);
         Ok(())
     }
+}
+
+/// The files a GitHub release carries, in one directory for one artifact upload:
+/// `<target>/evidence/<tag>/` with the SBOMs and provenance `attest` wrote (none after
+/// --no-attest), the release record `<target>/release/<tag>.json` when there is one, and the
+/// chart package. Built beside and renamed into place, so it is whole or absent.
+pub fn collect_evidence(ws: &Workspace, tag: &str, chart_package: &Path) -> Result<PathBuf> {
+    let parent = ws.target_directory.join("evidence");
+    let dir = parent.join(tag);
+    let partial = parent.join(format!(".{tag}.partial"));
+    for stale in [&dir, &partial] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
+    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut files = vec![chart_package.to_owned()];
+    let record = ws
+        .target_directory
+        .join("release")
+        .join(format!("{tag}.json"));
+    if record.is_file() {
+        files.push(record);
+    }
+    let attest_dir = ws.target_directory.join("attest");
+    if let Ok(entries) = std::fs::read_dir(&attest_dir) {
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("reading {}", attest_dir.display()))?
+                .path();
+            if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    for file in &files {
+        let name = file
+            .file_name()
+            .with_context(|| format!("{} has no file name", file.display()))?;
+        std::fs::copy(file, partial.join(name))
+            .with_context(|| format!("copying {} into {}", file.display(), partial.display()))?;
+    }
+    std::fs::rename(&partial, &dir)
+        .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
+    Ok(dir)
 }
 
 /// Seconds since the epoch, for the provenance's build times.

@@ -1,7 +1,7 @@
 //! `cargo xtask act` end to end: act runs the real workflows offline in host mode. The release
 //! workflow, for a `v*` tag, fills a local `docker-registry` with the multi-arch image under its
-//! semver tags and the chart under its version; ci.yml's `chart` job runs; every workflow and
-//! event plans in a dry run.
+//! semver tags and the chart under its version, and its build job uploads the evidence; ci.yml's
+//! `chart` job runs; every workflow and event plans in a dry run.
 
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -58,7 +58,14 @@ fn every_workflow_and_event_plans_in_a_dry_run() {
         (
             "release.yml",
             "tag",
-            &["would run: cargo xtask release"][..],
+            // act would run all of ci.yml first (its `needs`): the release runs without it.
+            &[
+                "would run: cargo xtask release",
+                "left out job(s) ci",
+                "[release/build]",
+                "[release/sign",
+                "[release/publish]",
+            ][..],
         ),
     ] {
         let (out, text) = act(
@@ -185,6 +192,21 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
         .collect();
     platforms.sort();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    // build uploaded the evidence the later jobs sign and publish, with the chart package.
+    let evidence = workspace_root().join("target/act/artifacts/release-evidence");
+    for file in [
+        format!("visit-tracker-{version}.tgz"),
+        "provenance.intoto.json".into(),
+        "sbom-linux-amd64.cdx.json".into(),
+        "sbom-linux-arm64.cdx.json".into(),
+    ] {
+        assert!(
+            evidence.join(&file).is_file(),
+            "no {file} in {}",
+            evidence.display()
+        );
+    }
 
     // The chart under its version, pulled back and rendered by the real Helm engine.
     let sh = xshell::Shell::new().unwrap();

@@ -108,8 +108,9 @@ fn jobs_have_least_privilege_timeouts_and_xtask_steps() {
             "{path}: no concurrency group"
         );
         for (name, job) in wf["jobs"].as_object().unwrap() {
+            // A job calling a workflow has no timeout of its own (its jobs have theirs).
             assert!(
-                job["timeout-minutes"].is_u64(),
+                job["timeout-minutes"].is_u64() || job["uses"].is_string(),
                 "{path}: job {name} has no timeout"
             );
             let perms = job["permissions"]
@@ -122,7 +123,7 @@ fn jobs_have_least_privilege_timeouts_and_xtask_steps() {
                 ),
                 "{path}: job {name} must say what it needs of the repository contents"
             );
-            for step in job["steps"].as_array().unwrap() {
+            for step in job["steps"].as_array().into_iter().flatten() {
                 let Some(run) = step["run"].as_str() else {
                     continue;
                 };
@@ -246,8 +247,8 @@ fn action_steps() -> Vec<(&'static str, String, Value)> {
         for (name, job) in wf["jobs"].as_object().unwrap() {
             if let Some(uses) = job["uses"].as_str() {
                 assert!(
-                    uses.starts_with("./"),
-                    "{path}: job {name} calls {uses}: only this repository's workflows"
+                    uses.starts_with("$/"),
+                    "{path}: job {name} calls {uses}: only this repository's workflows, as `$/...`"
                 );
                 continue;
             }
@@ -422,7 +423,7 @@ fn registry_names_from_the_owner_are_lower_cased_where_used() {
         for (name, job) in wf["jobs"].as_object().unwrap() {
             let mut vars = owner_cased(&wf["env"]);
             vars.extend(owner_cased(&job["env"]));
-            for step in job["steps"].as_array().unwrap() {
+            for step in job["steps"].as_array().into_iter().flatten() {
                 let mut vars = vars.clone();
                 vars.extend(owner_cased(&step["env"]));
                 assert!(
@@ -445,7 +446,7 @@ fn registry_names_from_the_owner_are_lower_cased_where_used() {
             }
         }
     }
-    // ci.yml's publish and release.yml's release both name the registry from the owner.
+    // ci.yml's publish and release.yml's build and sign name the registry from the owner.
     assert!(checked >= 2, "only {checked} lower-cased uses found");
 }
 
@@ -562,8 +563,8 @@ fn jobs_set_up_before_their_tasks() {
         for (name, job) in wf["jobs"].as_object().unwrap() {
             let runs: Vec<&str> = job["steps"]
                 .as_array()
-                .unwrap()
-                .iter()
+                .into_iter()
+                .flatten()
                 .filter_map(|s| s["run"].as_str())
                 .filter(|r| r.trim_start().starts_with("cargo xtask "))
                 .collect();
@@ -620,4 +621,123 @@ fn toolchain_file_pins_a_release_with_the_image_targets() {
         .unwrap();
     let msrv = semver::Version::parse(&format!("{msrv}.0")).unwrap();
     assert!(semver::Version::parse(channel).unwrap() >= msrv);
+}
+
+/// A job's `needs`, as a list whether written as one name or several.
+fn needs(job: &Value) -> Vec<String> {
+    match &job["needs"] {
+        Value::String(n) => vec![n.clone()],
+        Value::Array(n) => n
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The release in jobs by privilege: CI on the tagged commit first, then build (packages), then
+/// sign (OIDC, attestations), then the GitHub release (contents), one release at a time.
+#[test]
+fn release_runs_after_ci_in_jobs_by_privilege() {
+    let release = load(".github/workflows/release.yml");
+    let jobs = release["jobs"].as_object().unwrap();
+    let names: Vec<&String> = jobs.keys().collect();
+    assert_eq!(
+        names,
+        ["build", "ci", "publish", "sign"],
+        "release.yml jobs"
+    );
+    let perms = |job: &str| release["jobs"][job]["permissions"].clone();
+    use serde_json::json;
+    assert_eq!(
+        perms("build"),
+        json!({"contents": "read", "packages": "write"})
+    );
+    assert_eq!(
+        perms("sign"),
+        json!({"contents": "read", "id-token": "write", "attestations": "write",
+               "packages": "write"})
+    );
+    assert_eq!(perms("publish"), json!({"contents": "write"}));
+    // Each job after the one before; publish also reads build's outputs.
+    assert_eq!(needs(&release["jobs"]["build"]), ["ci"]);
+    assert_eq!(needs(&release["jobs"]["sign"]), ["build"]);
+    let publish = needs(&release["jobs"]["publish"]);
+    assert!(
+        publish.contains(&"sign".to_owned()),
+        "publish needs {publish:?}"
+    );
+    assert!(
+        publish.iter().all(|n| n == "sign" || n == "build"),
+        "{publish:?}"
+    );
+    // Only build compiles and pushes; the key-less signing compiles nothing.
+    let runs = |job: &str| -> String {
+        release["jobs"][job]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(runs("build").contains("cargo xtask release "));
+    assert!(
+        runs("publish").contains("--prerelease"),
+        "{}",
+        runs("publish")
+    );
+    assert!(
+        runs("publish").contains("--latest=false"),
+        "{}",
+        runs("publish")
+    );
+    assert!(
+        runs("sign").contains("cosign sign --yes"),
+        "{}",
+        runs("sign")
+    );
+    assert_eq!(
+        release["concurrency"],
+        json!({"group": "release", "cancel-in-progress": false}),
+        "one release at a time, never cancelled"
+    );
+
+    // ci.yml on the tagged commit, as a called workflow; its main-only publish stays main-only.
+    let ci_job = &release["jobs"]["ci"];
+    assert_eq!(ci_job["uses"], "$/.github/workflows/ci.yml");
+    assert!(
+        ci_job.get("secrets").is_none(),
+        "ci.yml needs no secret passed on"
+    );
+    let ci = load(".github/workflows/ci.yml");
+    // PyYAML reads YAML 1.1, where the key `on` is the boolean true.
+    let on = ci.get("on").or_else(|| ci.get("true")).unwrap();
+    assert!(
+        on.as_object().unwrap().contains_key("workflow_call"),
+        "ci.yml cannot be called (on: workflow_call)"
+    );
+    let publish_if = ci["jobs"]["publish"]["if"].as_str().unwrap_or_default();
+    assert!(
+        publish_if.contains("github.ref == 'refs/heads/main'"),
+        "ci.yml publish would run for a release tag: {publish_if}"
+    );
+    // GitHub refuses to start a run whose called jobs ask for more than the calling job grants,
+    // `if` or not: the ci job grants exactly the most each permission is asked for there.
+    let rank = |level: &str| match level {
+        "write" => 2,
+        "read" => 1,
+        _ => 0,
+    };
+    let mut most = serde_json::Map::new();
+    for job in ci["jobs"].as_object().unwrap().values() {
+        for (perm, level) in job["permissions"].as_object().unwrap() {
+            let level = level.as_str().unwrap();
+            let held = most.get(perm).and_then(Value::as_str).unwrap_or("none");
+            if rank(level) > rank(held) {
+                most.insert(perm.clone(), level.into());
+            }
+        }
+    }
+    assert_eq!(ci_job["permissions"], Value::Object(most));
 }

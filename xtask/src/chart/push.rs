@@ -60,6 +60,11 @@ impl Push {
             human_size(tgz.len() as u64)
         );
         println!("{reference}@{}", pushed.digest);
+        // Named apart from `image push`'s `digest`: a release writes both to one step's outputs.
+        crate::github_output(&[
+            ("chart-name", &name.to_string()),
+            ("chart-digest", pushed.digest.as_ref()),
+        ])?;
         Ok(())
     }
 }

@@ -101,10 +101,15 @@ impl Push {
             );
         }
         println!("{reference}");
+        // `latest` moved to this push (floating tags only move forward, registry::TagPlan): the
+        // release job marks its GitHub release "latest" exactly then, so a pre-release or a
+        // backport never becomes GitHub's latest release either.
+        let latest = tags.contains(&"latest");
         crate::github_output(&[
             ("digest", pushed.digest.as_ref()),
             ("tags", &tags.join(",")),
             ("image", &reference),
+            ("latest", if latest { "true" } else { "false" }),
         ])?;
         Ok(pushed)
     }

