@@ -101,6 +101,8 @@ fn pushes_both_platforms_and_tags_and_a_repush_uploads_nothing() {
         "{written}"
     );
     assert!(written.contains("tags=1.2.3,1.2,latest\n"), "{written}");
+    // release.yml makes the GitHub release "latest" from this.
+    assert!(written.contains("latest=true\n"), "{written}");
     // Two layers and two configs.
     assert_eq!(registry.blob_uploads(), 4, "{}", registry.log());
 
@@ -715,9 +717,19 @@ fn exact_versions_never_move_and_floating_tags_only_move_forward() {
         assert_eq!(digest_at(&image, tag).as_ref(), Some(c_digest), "{tag}");
     }
 
-    // A backport takes its own version and minor series, and says what it left alone.
-    let out = release(d, "1.1.5");
+    // A backport takes its own version and minor series, and says what it left alone; its
+    // GitHub release is not "latest" either.
+    let outputs = tmp.path().join("backport_output");
+    let out = push(
+        &image,
+        d,
+        &["--tags-from-ref", "refs/tags/v1.1.5"],
+        &[("GITHUB_OUTPUT", outputs.to_str().unwrap())],
+        tmp.path(),
+    );
     assert!(out.status.success(), "{}", describe(&out));
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    assert!(written.contains("latest=false\n"), "{written}");
     assert_said(&out, "tags: 1.1.5, 1.1\n");
     assert_said(
         &out,
