@@ -472,7 +472,7 @@ impl Release {
             );
             return Ok(());
         }
-        let evidence = collect_evidence(ws, &self.tag, &plan.chart_package)?;
+        let evidence = collect_evidence(ws, &self.tag, &plan.chart_package, !self.no_attest)?;
         eprintln!("release {}: evidence in {}", self.tag, evidence.display());
         // release.yml's later jobs (signing, attestations, the GitHub release) read these; the
         // image digest and `latest` are already there, written by `image push`, the chart's
@@ -491,10 +491,16 @@ impl Release {
 }
 
 /// The files a GitHub release carries, in one directory for one artifact upload:
-/// `<target>/evidence/<tag>/` with the SBOMs and provenance `attest` wrote (none after
-/// --no-attest), the release record `<target>/release/<tag>.json` when there is one, and the
-/// chart package. Built beside and renamed into place, so it is whole or absent.
-pub fn collect_evidence(ws: &Workspace, tag: &str, chart_package: &Path) -> Result<PathBuf> {
+/// `<target>/evidence/<tag>/` with the SBOMs and provenance `attest` wrote when `attested` (never
+/// an earlier run's after --no-attest), the release record `<target>/release/<tag>.json` when
+/// there is one, and the chart package. Built beside and renamed into place, so it is whole or
+/// absent.
+pub fn collect_evidence(
+    ws: &Workspace,
+    tag: &str,
+    chart_package: &Path,
+    attested: bool,
+) -> Result<PathBuf> {
     let parent = ws.target_directory.join("evidence");
     let dir = parent.join(tag);
     let partial = parent.join(format!(".{tag}.partial"));
@@ -514,7 +520,9 @@ pub fn collect_evidence(ws: &Workspace, tag: &str, chart_package: &Path) -> Resu
         files.push(record);
     }
     let attest_dir = ws.target_directory.join("attest");
-    if let Ok(entries) = std::fs::read_dir(&attest_dir) {
+    if attested {
+        let entries = std::fs::read_dir(&attest_dir)
+            .with_context(|| format!("reading {}", attest_dir.display()))?;
         for entry in entries {
             let path = entry
                 .with_context(|| format!("reading {}", attest_dir.display()))?
