@@ -204,6 +204,7 @@ pub fn compile(
     if platforms.is_empty() {
         bail!("--platform: give at least one platform");
     }
+    require_musl_headers(platforms)?;
     install_targets(sh, platforms)?;
     let cargo_home = cargo_home()?;
     let mut args = vec![
@@ -267,7 +268,8 @@ pub fn compile(
         .collect())
 }
 
-/// The cc crate's per-target compiler and archiver variables: clang and llvm-ar.
+/// The cc crate's per-target compiler and archiver variables: clang and llvm-ar, plus
+/// [`musl_cflags`].
 pub fn c_toolchain_env(platforms: &[Platform]) -> Vec<(String, &'static str)> {
     platforms
         .iter()
@@ -276,9 +278,60 @@ pub fn c_toolchain_env(platforms: &[Platform]) -> Vec<(String, &'static str)> {
             [
                 (format!("CC_{target}"), "clang"),
                 (format!("AR_{target}"), "llvm-ar"),
+                (format!("CFLAGS_{target}"), musl_cflags(*p)),
             ]
         })
         .collect()
+}
+
+/// Where Debian's `musl-dev` puts a target's C headers (`musl-dev:arm64` through multiarch).
+pub fn musl_include_dir(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Amd64 => "/usr/include/x86_64-linux-musl",
+        Platform::Arm64 => "/usr/include/aarch64-linux-musl",
+    }
+}
+
+/// C flags for the allocator's C (mimalloc): musl's headers instead of the host's glibc ones,
+/// which clang would otherwise take from /usr/include; and fixed `__DATE__`/`__TIME__`, which
+/// mimalloc prints in its verbose banner and would make every build's binary differ (Debian's
+/// clang 14 ignores `SOURCE_DATE_EPOCH`). The cc crate splits CFLAGS at whitespace: no value
+/// may hold a space.
+pub fn musl_cflags(platform: Platform) -> &'static str {
+    macro_rules! flags {
+        ($include:literal) => {
+            concat!(
+                "-nostdlibinc -isystem ",
+                $include,
+                r#" -Wno-builtin-macro-redefined -D__DATE__="-" -D__TIME__="-""#
+            )
+        };
+    }
+    match platform {
+        Platform::Amd64 => flags!("/usr/include/x86_64-linux-musl"),
+        Platform::Arm64 => flags!("/usr/include/aarch64-linux-musl"),
+    }
+}
+
+/// Refuses to start a long build that would fail in a C compile: names the missing headers
+/// and the package that has them.
+pub fn require_musl_headers(platforms: &[Platform]) -> Result<()> {
+    for platform in platforms {
+        let dir = musl_include_dir(*platform);
+        if !Path::new(dir).join("stdlib.h").is_file() {
+            let package = match platform {
+                Platform::Amd64 => "apt-get install musl-dev",
+                Platform::Arm64 => {
+                    "dpkg --add-architecture arm64 && apt-get update && apt-get install musl-dev:arm64"
+                }
+            };
+            bail!(
+                "{}: no musl C headers in {dir} (the allocator's C compiles against them): {package}",
+                platform.name()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `rustup target add` for the targets not installed yet.
@@ -360,6 +413,21 @@ mod tests {
             config,
             r#"target.aarch64-unknown-linux-musl.rustflags=["-C","target-feature=+crt-static","--remap-path-prefix=/home/me/.cargo=/cargo","--remap-path-prefix=/src/my \"repo\"/target=/target"]"#
         );
+    }
+
+    #[test]
+    fn c_flags_point_each_target_at_its_own_musl_headers() {
+        let env = c_toolchain_env(&Platform::ALL);
+        for platform in Platform::ALL {
+            let name = format!("CFLAGS_{}", platform.rust_target().replace('-', "_"));
+            let (_, flags) = env.iter().find(|(n, _)| *n == name).unwrap();
+            let flags: Vec<_> = flags.split_whitespace().collect();
+            let include = flags.iter().position(|f| *f == "-isystem").unwrap();
+            assert_eq!(flags[include + 1], musl_include_dir(platform));
+            // The host's glibc headers stay out; build dates do not reach the binary.
+            assert!(flags.contains(&"-nostdlibinc"), "{flags:?}");
+            assert!(flags.contains(&r#"-D__DATE__="-""#), "{flags:?}");
+        }
     }
 
     #[test]
