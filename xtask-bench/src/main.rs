@@ -62,6 +62,10 @@ mod tests {
     fn readme_flags_parse() {
         for line in [
             "app --workers 2 --threads 2 --rounds 3 --seconds 5",
+            "app --compare --rounds 3",
+            "app --build glibc",
+            "app --layout target/oci/visit-tracker",
+            "app --callgrind --compare --seconds 10",
             "image --runs 5",
             "push --runs 9 --layout target/oci/visit-tracker",
         ] {
