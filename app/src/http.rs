@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics::{Metrics, RequestLabels};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Visits};
 
 /// The longest `/api/visits/daily` window: a year, leap day included.
 pub const MAX_DAYS: u32 = 366;
@@ -163,7 +163,7 @@ async fn read_visits(State(state): State<Arc<AppState>>) -> Result<Response, Api
         .read(Utc::now())
         .await
         .map_err(|e| state.redis_failed(e))?;
-    Ok(Json(visits).into_response())
+    Ok(visits_response(&visits))
 }
 
 async fn count_visit(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
@@ -172,7 +172,36 @@ async fn count_visit(State(state): State<Arc<AppState>>) -> Result<Response, Api
         .count(Utc::now())
         .await
         .map_err(|e| state.redis_failed(e))?;
-    Ok(Json(visits).into_response())
+    Ok(visits_response(&visits))
+}
+
+/// The counters as `Json(visits)` answers them, byte for byte, written directly: serde_json
+/// escapes every key and string character by character, which was a fifth of the cost of
+/// answering a POST.
+fn visits_response(visits: &Visits) -> Response {
+    let mut body = String::with_capacity(96);
+    body.push_str(r#"{"total":"#);
+    body.push_str(itoa::Buffer::new().format(visits.total));
+    body.push_str(r#","today":"#);
+    body.push_str(itoa::Buffer::new().format(visits.today));
+    body.push_str(r#","last_visit":"#);
+    match &visits.last_visit {
+        // An RFC 3339 time never needs escaping; anything else goes through serde_json.
+        Some(time) if !time.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') => {
+            body.push('"');
+            body.push_str(time);
+            body.push('"');
+        }
+        Some(other) => body.push_str(&serde_json::to_string(other).expect("a string serializes")),
+        None => body.push_str("null"),
+    }
+    body.push('}');
+    let mut response = Response::new(body.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -577,6 +606,39 @@ mod tests {
             "days=99999999999",
         ] {
             assert!(days_param(query(bad)).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn visits_are_answered_as_json_serializes_them() {
+        let cases = [
+            Visits {
+                total: 0,
+                today: 0,
+                last_visit: None,
+            },
+            Visits {
+                total: u64::MAX,
+                today: 7,
+                last_visit: Some("2026-01-31T23:59:59.123Z".into()),
+            },
+            Visits {
+                total: 1,
+                today: 1,
+                last_visit: Some("q\"b\\n\n\u{1}é".into()),
+            },
+        ];
+        for visits in cases {
+            let ours = visits_response(&visits);
+            let theirs = Json(visits.clone()).into_response();
+            assert_eq!(ours.status(), theirs.status());
+            assert_eq!(ours.headers(), theirs.headers());
+            let body = |r: Response| axum::body::to_bytes(r.into_body(), 1024);
+            assert_eq!(
+                body(ours).await.unwrap(),
+                body(theirs).await.unwrap(),
+                "{visits:?}"
+            );
         }
     }
 

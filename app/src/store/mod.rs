@@ -16,8 +16,8 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
-    RedisError, RedisFuture, RedisResult, Script, ServerErrorKind, TlsCertificates, Value,
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    RedisError, RedisResult, Script, ServerErrorKind, TlsCertificates,
 };
 
 use crate::timefmt;
@@ -98,31 +98,16 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
+impl Conn {
+    /// Sends one command and converts its reply, as `Cmd::query_async` does, but straight to
+    /// the connection manager's own method: through `ConnectionLike` every call boxes one more
+    /// future and makes one more dynamic call.
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        let reply = match self {
+            Conn::Single(c) => c.send_packed_command(cmd).await?,
+            Conn::Cluster(c) => c.req_packed_command(cmd).await?,
+        };
+        Ok(redis::from_redis_value(reply.extract_error()?)?)
     }
 }
 
@@ -225,7 +210,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let deadline = self.timeout.min(Duration::from_secs(1));
         self.call_within(deadline, |mut c| async move {
-            redis::cmd("PING").query_async::<()>(&mut c).await
+            c.query::<()>(&redis::cmd("PING")).await
         })
         .await
     }
@@ -253,9 +238,9 @@ impl Store {
         let (total, today): (u64, u64) = self
             .call(|mut c| async move {
                 let by_hash = invocation("EVALSHA", self.script.get_hash());
-                match by_hash.query_async(&mut c).await {
+                match c.query(&by_hash).await {
                     Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        invocation("EVAL", COUNT_SCRIPT).query_async(&mut c).await
+                        c.query(&invocation("EVAL", COUNT_SCRIPT)).await
                     }
                     counted => counted,
                 }
@@ -275,7 +260,7 @@ impl Store {
             .call(|mut c| {
                 let mut cmd = redis::cmd("MGET");
                 cmd.arg(self.keys.total()).arg(&day).arg(self.keys.last());
-                async move { cmd.query_async(&mut c).await }
+                async move { c.query(&cmd).await }
             })
             .await?;
         Ok(Visits {
@@ -298,7 +283,7 @@ impl Store {
                 for date in &dates {
                     cmd.arg(self.keys.day(*date));
                 }
-                async move { cmd.query_async(&mut c).await }
+                async move { c.query(&cmd).await }
             })
             .await?;
         Ok(dates
