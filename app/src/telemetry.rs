@@ -191,10 +191,8 @@ struct Escaped<W>(W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        // Nearly every string needs no escape: one branch-free pass over its bytes, then one
-        // write.
-        let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-        if !s.bytes().fold(false, |any, b| any | needs_escape(b)) {
+        // Nearly every string needs no escape: one pass over its bytes, then one write.
+        if !needs_escape(s.as_bytes()) {
             return self.0.write_str(s);
         }
         // Runs that need no escape go out in one write each.
@@ -219,6 +217,30 @@ impl<W: fmt::Write> fmt::Write for Escaped<W> {
         }
         self.0.write_str(&s[start..])
     }
+}
+
+/// Whether any byte of `bytes` must be escaped inside a JSON string (a control character, `"`
+/// or `\`). Eight bytes at a time, with the classic "has a byte less than" bit trick: a byte
+/// at a time, this scan was a sixth of the cost of a request's log line.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH_BITS: u64 = ONES << 7;
+    // Non-zero when some byte of `x` is below `n` (n <= 128); bytes from 0x80 never count.
+    let any_below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH_BITS;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().expect("chunks of eight"));
+        let found = any_below(x, 0x20)
+            | any_below(x ^ (ONES * u64::from(b'"')), 1)
+            | any_below(x ^ (ONES * u64::from(b'\\')), 1);
+        if found != 0 {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Waits until every line logged so far is on stdout. Call before the process exits.
@@ -399,6 +421,21 @@ mod tests {
         assert_eq!(failure["level"], "WARN");
         assert_eq!(failure["error"], "line one\nline \"two\"");
         assert_eq!(failure["nan"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_position() {
+        let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    assert_eq!(needs_escape(&bytes), special(b), "{b:#x} at {at} of {len}");
+                }
+            }
+        }
+        assert!(!needs_escape("plain text é, 世界 and more".as_bytes()));
     }
 
     #[test]
