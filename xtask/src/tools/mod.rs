@@ -51,8 +51,9 @@ pub enum Source {
     RustTarget,
     /// The program NAME in the active toolchain, from `rustup component add COMPONENT`.
     RustComponent(&'static str),
-    /// `<target-dir>/debs/<file stem>/<path>` (NAME is the program's name): a Debian package
-    /// downloaded from `url`, checked against `sha256` and unpacked with `dpkg-deb -x`.
+    /// `<target-dir>/debs/<file stem>/<path>` (NAME is the program's name, or what the file is):
+    /// a Debian package downloaded from `url`, checked against `sha256` and unpacked with
+    /// `dpkg-deb -x`.
     Deb {
         url: &'static str,
         sha256: &'static str,
@@ -141,8 +142,9 @@ impl Tool {
             | Source::Pip
             | Source::Cargo { .. }
             | Source::RustComponent(_)
-            | Source::Deb { .. }
             | Source::Rustup => Some(self.name),
+            // A .deb may bring headers or data instead.
+            Source::Deb { path, .. } => path.contains("bin/").then_some(self.name),
             Source::Npm { .. }
             | Source::RustTarget
             | Source::Binfmt { .. }
