@@ -213,7 +213,9 @@ fn a_signed_release_is_verified_by_cosign_and_its_record_by_the_schema() {
     // The record against its committed schema, by a validator we did not write.
     let venv = root.join("target/venv/bin/check-jsonschema");
     let schema = root.join("xtask/src/release/record.schema.json");
-    cmd!(sh, "{venv} --schemafile {schema} {path}").run().unwrap();
+    cmd!(sh, "{venv} --schemafile {schema} {path}")
+        .run()
+        .unwrap();
     let record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let index = text(&record["image"]["digest"]);
     assert_eq!(text(&record["image"]["repository"]), image);
@@ -252,8 +254,10 @@ fn a_signed_release_is_verified_by_cosign_and_its_record_by_the_schema() {
             &format!("cosign verify {reference}"),
         );
     }
-    for (reference, predicate_type) in [(index_ref.clone(), SLSA), (format!("{image}@{amd64}"), CYCLONEDX)]
-    {
+    for (reference, predicate_type) in [
+        (index_ref.clone(), SLSA),
+        (format!("{image}@{amd64}"), CYCLONEDX),
+    ] {
         ok(
             &cosign(
                 &[
@@ -274,12 +278,7 @@ fn a_signed_release_is_verified_by_cosign_and_its_record_by_the_schema() {
     ok(
         &xtask(
             &checkout,
-            &[
-                "verify",
-                &format!("{image}:{version}"),
-                "--key",
-                public_key,
-            ],
+            &["verify", &format!("{image}:{version}"), "--key", public_key],
             None,
             &output,
         ),
