@@ -8,11 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use oci_spec::image::ANNOTATION_REVISION;
 use serde_json::Value;
 use testkit::describe;
 use testkit::registry::Registry;
 use xshell::{Shell, cmd};
 use xtask::image::build::Build;
+use xtask::image::layout::Layout;
 use xtask::image::oci::Platform;
 use xtask::workspace::Workspace;
 
@@ -47,13 +49,24 @@ fn build_image(workspace: &Workspace) -> (PathBuf, PathBuf) {
     (built.output.clone(), binary.clone())
 }
 
-/// A clone of this checkout's HEAD (the release bumps the chart there) holding the built binary
-/// where `attest` compares it with the image's.
-fn clone(dir: &Path, binary: &Path) -> PathBuf {
+/// A clone of this checkout at the commit the layout was built from (the release bumps the chart
+/// there; HEAD may have moved since), holding the built binary where `attest` compares it with
+/// the image's.
+fn clone(dir: &Path, layout: &Path, binary: &Path) -> PathBuf {
     let sh = shell();
     let root = testkit::workspace_root();
     let clone = dir.join("checkout");
-    cmd!(sh, "git clone --quiet --shared {root} {clone}")
+    let opened = Layout::open(layout).unwrap();
+    let entry = opened.entry(None).unwrap().clone();
+    let annotations = opened.image_index(&entry).unwrap().annotations().clone();
+    let revision = annotations.unwrap()[ANNOTATION_REVISION].clone();
+    cmd!(
+        sh,
+        "git clone --quiet --shared --no-checkout {root} {clone}"
+    )
+    .run()
+    .unwrap();
+    cmd!(sh, "git -C {clone} checkout --quiet {revision}")
         .run()
         .unwrap();
     let target = clone.join("target/x86_64-unknown-linux-musl/release");
@@ -126,7 +139,7 @@ fn a_signed_release_is_verified_by_cosign_and_its_record_by_the_schema() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let checkout = clone(tmp.path(), &binary);
+    let checkout = clone(tmp.path(), &layout, &binary);
     let output = tmp.path().join("github-output");
     let registry = Registry::start().unwrap();
     let addr = registry.addr();
