@@ -832,6 +832,14 @@ fn rebuild(cx: &Context) -> Result<Vec<Check>> {
         Some(statement) => BuildParams::from_provenance(&statement["predicate"])?,
         None => BuildParams::from_index(&index)?,
     };
+    // It reaches git's command line: a commit id, not an option or a revision expression.
+    let commit = &params.commit;
+    if !(matches!(commit.len(), 40 | 64) && commit.bytes().all(|b| b.is_ascii_hexdigit())) {
+        bail!(
+            "--rebuild: {} names `{commit}` as the commit, not a git commit id",
+            params.from
+        );
+    }
     let rebuilt = rebuilder.image(&params)?;
     let rebuilt_digest = rebuilt.index.digest.clone();
     let result = if rebuilt_digest == cx.subject.digest.to_string() {
