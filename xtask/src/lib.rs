@@ -155,6 +155,11 @@ mod tests {
         let readme =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
         let (mut in_sh, mut pending, mut checked) = (false, String::new(), 0);
+        // What the workflows give these at run time.
+        let mut vars = std::collections::HashMap::from([(
+            "$GITHUB_REF".to_owned(),
+            "refs/heads/main".to_owned(),
+        )]);
         for line in readme.lines() {
             if line.starts_with("```") {
                 in_sh = line == "```sh";
@@ -171,24 +176,32 @@ mod tests {
                 continue;
             }
             let line = std::mem::take(&mut pending);
+            // `NAME=value` alone on a line sets what later commands of the README read as $NAME.
+            if let Some((name, value)) = line.trim().split_once('=')
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                && !value.contains(' ')
+            {
+                vars.insert(format!("${name}"), value.to_owned());
+                continue;
+            }
             for command in line.split("&&") {
-                checked += usize::from(parses(command));
+                checked += usize::from(parses(command, &vars));
             }
         }
         assert!(checked > 20, "only {checked} README commands found");
     }
 
     /// Whether `command` is a `cargo xtask` command (asserting that it parses).
-    fn parses(command: &str) -> bool {
+    fn parses(command: &str, vars: &std::collections::HashMap<String, String>) -> bool {
         let Some(at) = command.find("cargo xtask ") else {
             return false;
         };
         let args: Vec<String> = command[at + "cargo xtask ".len()..]
             .split_whitespace()
-            .map(|w| match w.trim_matches('"') {
-                // What the workflows give these at run time.
-                "$GITHUB_REF" => "refs/heads/main".to_owned(),
-                w => w.to_owned(),
+            .map(|w| {
+                let w = w.trim_matches('"');
+                vars.get(w).cloned().unwrap_or_else(|| w.to_owned())
             })
             .collect();
         // `bench` hands its arguments to xtask-bench, whose own test checks them.
