@@ -5,6 +5,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use visit_tracker::config::Config;
 
+/// The image's static musl binary allocates with mimalloc: musl's own allocator made a POST
+/// cost about 50% more CPU than the glibc build. glibc's allocator is fast enough as it is.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

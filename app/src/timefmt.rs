@@ -7,9 +7,14 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
 /// `2026-01-31`.
 pub fn write_date(out: &mut impl fmt::Write, date: NaiveDate) -> fmt::Result {
+    out.write_str(ascii(&date_bytes(date))?)
+}
+
+/// `2026-01-31` as bytes.
+pub fn date_bytes(date: NaiveDate) -> [u8; 10] {
     let mut text = *b"0000-00-00";
     put_date(&mut text, date);
-    out.write_str(ascii(&text)?)
+    text
 }
 
 /// RFC 3339 in UTC with `fraction_digits` (at most 6) digits of the second:
@@ -19,8 +24,10 @@ pub fn write_rfc3339(
     time: DateTime<Utc>,
     fraction_digits: usize,
 ) -> fmt::Result {
+    // Once: every accessor of a `DateTime<Utc>` adds its (zero) offset again.
+    let time = time.naive_utc();
     let mut text = *b"0000-00-00T00:00:00.000000Z";
-    put_date(&mut text, time.date_naive());
+    put_date(&mut text, time.date());
     put(&mut text, 13, 2, time.hour());
     put(&mut text, 16, 2, time.minute());
     put(&mut text, 19, 2, time.second());

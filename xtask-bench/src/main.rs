@@ -57,17 +57,37 @@ mod tests {
         Bench::command().debug_assert();
     }
 
-    /// The flags the README names for each benchmark still parse.
+    /// Every `cargo xtask bench ...` command the README shows still parses, and the README
+    /// shows the flags a reader needs to reproduce its figures.
     #[test]
     fn readme_flags_parse() {
-        for line in [
-            "app --workers 2 --threads 2 --rounds 3 --seconds 5",
-            "image --runs 5",
-            "push --runs 9 --layout target/oci/visit-tracker",
+        let readme = include_str!("../../README.md");
+        let mut commands = Vec::new();
+        for line in readme.lines() {
+            for (at, _) in line.match_indices("cargo xtask bench ") {
+                let rest = &line[at + "cargo xtask bench ".len()..];
+                let end = rest.find(['`', '#']).unwrap_or(rest.len());
+                commands.push(rest[..end].trim());
+            }
+        }
+        for flag in [
+            "--compare",
+            "--build glibc",
+            "--workers 2",
+            "--callgrind",
+            "--layout",
         ] {
-            let args = std::iter::once("cargo xtask bench").chain(line.split(' '));
+            assert!(
+                commands
+                    .iter()
+                    .any(|c| c.starts_with("app") && c.contains(flag)),
+                "README.md shows no `cargo xtask bench app ... {flag}`: {commands:?}"
+            );
+        }
+        for command in commands {
+            let args = std::iter::once("cargo xtask bench").chain(command.split_whitespace());
             if let Err(err) = Bench::try_parse_from(args) {
-                panic!("`cargo xtask bench {line}`: {err}");
+                panic!("README.md: `cargo xtask bench {command}`: {err}");
             }
         }
     }

@@ -9,16 +9,28 @@ use anyhow::{Context, Result};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::ci::{DOCKER_REGISTRY, PODMAN, REDIS_SERVER, SKOPEO};
+use crate::ci::{DOCKER_REGISTRY, PODMAN, REDIS_CLI, REDIS_SERVER, SKOPEO};
 use crate::tools::{CARGO, Needs, Tool};
 
 pub const WRK: Tool = Tool::apt("wrk", "wrk");
 pub const REDIS_BENCHMARK: Tool = Tool::apt("redis-benchmark", "redis-tools");
+/// `bench app --callgrind`: instructions per POST.
+pub const VALGRIND: Tool = Tool::apt("valgrind", "valgrind");
+pub const CALLGRIND_CONTROL: Tool = Tool::apt("callgrind_control", "valgrind");
 
-/// `bench app`: the release service against redis-server, loaded by wrk and redis-benchmark.
+/// `bench app`: the image's service (built as `image build` builds it) or the glibc release
+/// build against redis-server, loaded by wrk and redis-benchmark, or counted by callgrind.
 pub const APP_NEEDS: Needs = Needs {
-    tools: &[&CARGO, &REDIS_SERVER, &REDIS_BENCHMARK, &WRK],
-    tasks: &[],
+    tools: &[
+        &CARGO,
+        &REDIS_SERVER,
+        &REDIS_CLI,
+        &REDIS_BENCHMARK,
+        &WRK,
+        &VALGRIND,
+        &CALLGRIND_CONTROL,
+    ],
+    tasks: &[&crate::image::BUILD_NEEDS],
 };
 /// `bench image`: the image build against `podman build` of the same binaries.
 pub const IMAGE_NEEDS: Needs = Needs {

@@ -148,6 +148,76 @@ pub fn github_output(outputs: &[(&str, &str)]) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Every `cargo xtask` command the README shows in a `sh` block parses: flags renamed or
+    /// removed in code cannot linger in the documentation.
+    #[test]
+    fn readme_commands_parse() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let (mut in_sh, mut pending, mut checked) = (false, String::new(), 0);
+        // What the workflows give these at run time.
+        let mut vars = std::collections::HashMap::from([(
+            "$GITHUB_REF".to_owned(),
+            "refs/heads/main".to_owned(),
+        )]);
+        for line in readme.lines() {
+            if line.starts_with("```") {
+                in_sh = line == "```sh";
+                continue;
+            }
+            if !in_sh {
+                continue;
+            }
+            // Comments start at ` #`; a trailing `\` continues the command.
+            let code = line.split(" #").next().unwrap().trim_end();
+            pending.push_str(code.trim_end_matches('\\'));
+            pending.push(' ');
+            if code.ends_with('\\') {
+                continue;
+            }
+            let line = std::mem::take(&mut pending);
+            // `NAME=value` alone on a line sets what later commands of the README read as $NAME.
+            if let Some((name, value)) = line.trim().split_once('=')
+                && !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+                && !value.contains(' ')
+            {
+                vars.insert(format!("${name}"), value.to_owned());
+                continue;
+            }
+            for command in line.split("&&") {
+                checked += usize::from(parses(command, &vars));
+            }
+        }
+        assert!(checked > 20, "only {checked} README commands found");
+    }
+
+    /// Whether `command` is a `cargo xtask` command (asserting that it parses).
+    fn parses(command: &str, vars: &std::collections::HashMap<String, String>) -> bool {
+        let Some(at) = command.find("cargo xtask ") else {
+            return false;
+        };
+        let args: Vec<String> = command[at + "cargo xtask ".len()..]
+            .split_whitespace()
+            .map(|w| {
+                let w = w.trim_matches('"');
+                vars.get(w).cloned().unwrap_or_else(|| w.to_owned())
+            })
+            .collect();
+        // `bench` hands its arguments to xtask-bench, whose own test checks them.
+        if args.first().is_some_and(|a| a == "bench") {
+            return false;
+        }
+        let parsed = Cli::try_parse_from(std::iter::once("cargo xtask".to_owned()).chain(args));
+        assert!(
+            parsed.is_ok(),
+            "README: `{}`: {}",
+            command.trim(),
+            parsed.unwrap_err()
+        );
+        true
+    }
+
     #[test]
     fn the_nested_build_drops_what_cargo_set_for_the_xtask_only() {
         for name in [

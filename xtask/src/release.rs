@@ -1,23 +1,33 @@
 //! `cargo xtask release vX.Y.Z`: image with its semver tags, chart X.Y.Z pinned to the image,
-//! packaged and pushed, SBOMs and provenance; what `.github/workflows/release.yml` runs before
-//! GitHub signs, attests and publishes.
+//! packaged and pushed, SBOMs and provenance, with `--key` the signatures and attestations, and
+//! the release record ([`record`]); what `.github/workflows/release.yml` runs before GitHub signs
+//! keyless, attests and publishes.
 
+pub mod record;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use oci_spec::image::Digest;
+use p256::ecdsa::SigningKey;
 use semver::Version;
 use xshell::Shell;
 
 use crate::attest::provenance::BuildTimes;
 use crate::chart::CHART_DIR;
+use crate::image::layout::Layout;
+use crate::image::oci::Platform;
 use crate::image::push::GitRef;
-use crate::registry::{OciUrl, RegistryArgs, RepositoryName};
+use crate::registry::{OciUrl, Pushed, RegistryArgs, Repo, RepositoryName};
+use crate::sign::target::ImageRef;
+use crate::term::PushProgress;
 use crate::tools::Needs;
 use crate::workspace::{ChartMeta, Workspace};
-use crate::{attest, chart, image, task_defaults};
+use crate::{attest, chart, image, sign, task_defaults};
 
 /// A release runs these tasks: the image, the chart, the SBOMs and provenance (in-process).
 pub const NEEDS: Needs = Needs {
@@ -35,6 +45,8 @@ pub const NEEDS: Needs = Needs {
 const APP: &str = crate::workspace::APP;
 /// Stands for the pushed image's digest in a printed plan until `image push` has run.
 pub const DIGEST: &str = "<pushed-image-digest>";
+/// Stands for the pushed chart's digest in a printed plan until `chart push` has run.
+pub const CHART_DIGEST: &str = "<pushed-chart-digest>";
 
 /// Release a version: check the tag, build and push the image, pin it in the chart, package and
 /// push the chart. The chart is released under the app's version (Chart.yaml carries it), and a
@@ -56,6 +68,11 @@ pub struct Release {
     /// from this checkout (`attest` reads the binaries and the build's revision from it).
     #[arg(long, requires = "layout")]
     pub no_attest: bool,
+    /// Sign the image index and the chart, and attach the SBOMs and the provenance as signed
+    /// attestations, with this cosign private key (passphrase from COSIGN_PASSWORD). Without it
+    /// nothing is signed here (the release workflow signs keyless on GitHub).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
     /// Print every action, run none (the tag is still checked against the crate version).
     #[arg(long)]
     pub dry_run: bool,
@@ -128,6 +145,8 @@ pub struct Plan {
     pub image: RepositoryName,
     pub chart_version: String,
     pub chart_package: PathBuf,
+    /// The chart's repository, without tag or digest.
+    pub chart: RepositoryName,
     /// In order; the image digest reaches `chart bump` as a value once `image push` has run.
     pub steps: Vec<Step>,
 }
@@ -165,6 +184,58 @@ pub enum Step {
         git_ref: GitRef,
         times: BuildTimes,
     },
+    /// Signs the image index and the chart with `key`, each by the digest its push yielded
+    /// (`None` in the plan).
+    Sign {
+        image: RepositoryName,
+        index: Option<Digest>,
+        chart: RepositoryName,
+        chart_digest: Option<Digest>,
+        key: PathBuf,
+    },
+    /// Signs the in-toto `statement` `attest` wrote with `key` and attaches it to `subject`.
+    Attach {
+        image: RepositoryName,
+        subject: Subject,
+        statement: PathBuf,
+        key: PathBuf,
+    },
+}
+
+/// The manifest an attestation is about, its digest `None` in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The image index (the provenance).
+    Index(Option<Digest>),
+    /// One platform's manifest (its SBOM).
+    Platform(Platform, Option<Digest>),
+}
+
+/// What the steps run so far yielded, for the steps that wait for it.
+#[derive(Debug, Clone, Default)]
+pub struct Known {
+    pub index: Option<Digest>,
+    pub chart: Option<Digest>,
+    pub platforms: BTreeMap<Platform, Digest>,
+}
+
+/// What one step did, for the release record.
+#[derive(Debug)]
+enum Outcome {
+    Nothing,
+    Image(Pushed),
+    Chart {
+        name: RepositoryName,
+        meta: chart::push::ChartMeta,
+        pushed: Pushed,
+    },
+    Attested(attest::Attested),
+    Signed(Vec<(RepositoryName, sign::Signed)>),
+    Attached {
+        subject: Digest,
+        predicate_type: String,
+        attested: sign::attest::Attested,
+    },
 }
 
 impl Step {
@@ -177,6 +248,61 @@ impl Step {
             } => Step::ChartBump {
                 app_version,
                 digest: pushed.cloned(),
+            },
+            Step::Sign {
+                image,
+                index: None,
+                chart,
+                chart_digest,
+                key,
+            } => Step::Sign {
+                image,
+                index: pushed.cloned(),
+                chart,
+                chart_digest,
+                key,
+            },
+            Step::Attach {
+                image,
+                subject: Subject::Index(None),
+                statement,
+                key,
+            } => Step::Attach {
+                image,
+                subject: Subject::Index(pushed.cloned()),
+                statement,
+                key,
+            },
+            step => step,
+        }
+    }
+
+    /// The step with what the pushes yielded filled in where it waits for it.
+    fn with_known(self, known: &Known) -> Step {
+        match self.with_pushed_digest(known.index.as_ref()) {
+            Step::Sign {
+                image,
+                index,
+                chart,
+                chart_digest: None,
+                key,
+            } => Step::Sign {
+                image,
+                index,
+                chart,
+                chart_digest: known.chart.clone(),
+                key,
+            },
+            Step::Attach {
+                image,
+                subject: Subject::Platform(platform, None),
+                statement,
+                key,
+            } => Step::Attach {
+                image,
+                subject: Subject::Platform(platform, known.platforms.get(&platform).cloned()),
+                statement,
+                key,
             },
             step => step,
         }
@@ -200,10 +326,13 @@ impl Step {
         }
     }
 
-    /// Runs the task; `image push` returns the digest it pushed.
-    fn run(self, sh: &Shell) -> Result<Option<Digest>> {
-        match self {
-            Step::ImageBuild => task_defaults::<image::build::Build>()?.run(sh)?,
+    /// Runs the task and returns what it did; `key` is the `--key` read before any step ran.
+    fn run(self, sh: &Shell, key: Option<&SigningKey>) -> Result<Outcome> {
+        let outcome = match self {
+            Step::ImageBuild => {
+                task_defaults::<image::build::Build>()?.run(sh)?;
+                Outcome::Nothing
+            }
             Step::ImagePush {
                 image,
                 git_ref,
@@ -218,7 +347,7 @@ impl Step {
                     expect_digest: None,
                     registry: RegistryArgs::default(),
                 };
-                return Ok(Some(push.push(sh)?.digest));
+                Outcome::Image(push.push(sh)?)
             }
             Step::ChartBump {
                 app_version,
@@ -237,37 +366,109 @@ impl Step {
                     digest: Some(digest.to_string()),
                     check: None,
                 }
-                .run(sh)?
+                .run(sh)?;
+                Outcome::Nothing
             }
-            Step::ChartPackage { out_dir } => chart::package::Package {
-                out_dir: Some(out_dir),
+            Step::ChartPackage { out_dir } => {
+                chart::package::Package {
+                    out_dir: Some(out_dir),
+                }
+                .run(sh)?;
+                Outcome::Nothing
             }
-            .run(sh)?,
-            Step::ChartPush { repo, package } => chart::push::Push {
-                repo,
-                package: Some(package),
-                registry: RegistryArgs::default(),
+            Step::ChartPush { repo, package } => {
+                let (name, meta, pushed) = chart::push::Push {
+                    repo,
+                    package: Some(package),
+                    registry: RegistryArgs::default(),
+                }
+                .push(sh)?;
+                Outcome::Chart { name, meta, pushed }
             }
-            .run(sh)?,
             Step::Attest {
                 layout,
                 image,
                 git_ref,
                 times,
-            } => attest::Attest {
-                layout: Some(layout),
-                tag: None,
-                out: None,
-                image: Some(image.to_string()),
-                git_ref: Some(git_ref.to_string()),
-                profile: "release".into(),
-                started_on: times.started_on,
-                finished_on: times.finished_on,
+            } => Outcome::Attested(
+                attest::Attest {
+                    layout: Some(layout),
+                    tag: None,
+                    out: None,
+                    image: Some(image.to_string()),
+                    git_ref: Some(git_ref.to_string()),
+                    profile: "release".into(),
+                    started_on: times.started_on,
+                    finished_on: times.finished_on,
+                }
+                .run_attested(sh)?,
+            ),
+            Step::Sign {
+                image,
+                index,
+                chart,
+                chart_digest,
+                ..
+            } => {
+                let key = key.context("signing needs the --key, read before any step ran")?;
+                let mut signed = Vec::new();
+                for (name, digest) in [(image, index), (chart, chart_digest)] {
+                    let target = by_digest(&name, digest)?;
+                    let repo = Repo::open(&RegistryArgs::default(), &name)?;
+                    let subject = sign::resolve(&repo, &target)?;
+                    let done = sign::sign(&repo, &target, &subject, key, progress())?;
+                    eprintln!("signed {target} ({})", done.tag);
+                    println!("{name}:{}", done.tag);
+                    signed.push((name, done));
+                }
+                Outcome::Signed(signed)
             }
-            .run(sh)?,
-        }
-        Ok(None)
+            Step::Attach {
+                image,
+                subject,
+                statement,
+                ..
+            } => {
+                let key = key.context("attaching needs the --key, read before any step ran")?;
+                let digest = match subject {
+                    Subject::Index(d) | Subject::Platform(_, d) => d,
+                };
+                let target = by_digest(&image, digest)?;
+                let statement = sign::attest::read_statement(&statement)?;
+                let predicate_type = sign::dsse::Statement::parse(&statement.bytes)
+                    .with_context(|| statement.name.clone())?
+                    .predicate_type;
+                let repo = Repo::open(&RegistryArgs::default(), &image)?;
+                let subject = sign::resolve(&repo, &target)?;
+                let attested =
+                    sign::attest::attest(&repo, &subject, key, &[statement], progress())?;
+                eprintln!(
+                    "attested {target}: {predicate_type} ({})",
+                    attested.cosign_tag
+                );
+                Outcome::Attached {
+                    subject: subject.digest,
+                    predicate_type,
+                    attested,
+                }
+            }
+        };
+        Ok(outcome)
     }
+}
+
+/// `name@digest`, or an error saying which push did not yield the digest.
+fn by_digest(name: &RepositoryName, digest: Option<Digest>) -> Result<ImageRef> {
+    let digest = digest.with_context(|| format!("{name}: no digest was pushed to sign"))?;
+    Ok(ImageRef {
+        repo: name.clone(),
+        tag: None,
+        digest: Some(digest),
+    })
+}
+
+fn progress() -> Arc<PushProgress> {
+    Arc::new(PushProgress::new())
 }
 
 /// The step as the `cargo xtask` command line that does the same.
@@ -326,8 +527,44 @@ impl fmt::Display for Step {
                 }
                 Ok(())
             }
+            Step::Sign {
+                image,
+                index,
+                chart,
+                chart_digest,
+                key,
+            } => write!(
+                f,
+                "sign {image}@{} {chart}@{} --key {}",
+                or_placeholder(index.as_ref(), DIGEST),
+                or_placeholder(chart_digest.as_ref(), CHART_DIGEST),
+                key.display()
+            ),
+            Step::Attach {
+                image,
+                subject,
+                statement,
+                key,
+            } => {
+                let digest = match subject {
+                    Subject::Index(d) => or_placeholder(d.as_ref(), DIGEST),
+                    Subject::Platform(p, d) => {
+                        or_placeholder(d.as_ref(), &format!("<pushed-{p}-manifest-digest>"))
+                    }
+                };
+                write!(
+                    f,
+                    "attach {image}@{digest} --key {} --statement {}",
+                    key.display(),
+                    statement.display()
+                )
+            }
         }
     }
+}
+
+fn or_placeholder(digest: Option<&Digest>, placeholder: &str) -> String {
+    digest.map_or_else(|| placeholder.to_owned(), ToString::to_string)
 }
 
 /// The release plan for `tag`, or why the tag cannot be released. `image` says which layout is
@@ -373,6 +610,7 @@ pub fn plan(
     }
     let repo = repository(APP)?;
     let charts = OciUrl(repository("charts")?);
+    let chart = charts.0.join(APP)?;
     let chart_package = packages.as_ref().join(format!("{APP}-{version}.tgz"));
     let mut steps = Vec::new();
     if let ImageSource::Build(_) = image {
@@ -407,8 +645,64 @@ pub fn plan(
         image: repo,
         chart_version: version,
         chart_package,
+        chart,
         steps,
     })
+}
+
+impl Plan {
+    /// Adds the signing steps, after everything is pushed and attested: the image index and the
+    /// chart signed with `key`, then each platform's SBOM and the index's provenance (the
+    /// statements `attest` writes into `attest_dir`; `None` with `--no-attest`) attached.
+    pub fn sign_with(&mut self, key: &Path, attest_dir: Option<&Path>, platforms: &[Platform]) {
+        self.steps.push(Step::Sign {
+            image: self.image.clone(),
+            index: None,
+            chart: self.chart.clone(),
+            chart_digest: None,
+            key: key.to_owned(),
+        });
+        let Some(dir) = attest_dir else { return };
+        for platform in platforms {
+            self.steps.push(Step::Attach {
+                image: self.image.clone(),
+                subject: Subject::Platform(*platform, None),
+                statement: dir.join(format!(
+                    "sbom-{}.intoto.json",
+                    platform.name().replace('/', "-")
+                )),
+                key: key.to_owned(),
+            });
+        }
+        self.steps.push(Step::Attach {
+            image: self.image.clone(),
+            subject: Subject::Index(None),
+            statement: dir.join("provenance.intoto.json"),
+            key: key.to_owned(),
+        });
+    }
+}
+
+/// Each platform of the image index in `layout`, with its manifest's digest.
+pub fn layout_platforms(layout: &Path) -> Result<Vec<(Platform, Digest)>> {
+    let opened = Layout::open(layout)?;
+    let entry = opened.entry(None)?.clone();
+    let index = opened.image_index(&entry)?;
+    index
+        .manifests()
+        .iter()
+        .map(|d| {
+            let p = d.platform().as_ref().with_context(|| {
+                format!(
+                    "{}: index entry {} has no platform",
+                    layout.display(),
+                    d.digest()
+                )
+            })?;
+            let platform: Platform = format!("{}/{}", p.os(), p.architecture()).parse()?;
+            Ok((platform, d.digest().clone()))
+        })
+        .collect()
 }
 
 impl Release {
@@ -424,13 +718,38 @@ impl Release {
             &ws.app.version,
             &chart.version,
             &self.registry,
-            image,
+            image.clone(),
             ws.chart_packages_dir(),
         )?;
         if self.no_attest {
             plan.steps.retain(|s| !matches!(s, Step::Attest { .. }));
             eprintln!("release {}: no SBOMs or provenance (--no-attest)", self.tag);
         }
+        // The key first: a missing file or a wrong passphrase stops the release before any push.
+        let key = match &self.key {
+            Some(path) => {
+                let path = sh.current_dir().join(path);
+                let key = if self.dry_run {
+                    None
+                } else {
+                    Some(sign::keys::read_private_key(&path)?)
+                };
+                let platforms = match &image {
+                    ImageSource::Build(_) => task_defaults::<image::build::Build>()?.platform,
+                    ImageSource::Layout(dir) => {
+                        layout_platforms(dir)?.into_iter().map(|(p, _)| p).collect()
+                    }
+                };
+                let attest_dir = ws.target_directory.join("attest");
+                plan.sign_with(
+                    &path,
+                    (!self.no_attest).then_some(attest_dir.as_path()),
+                    &platforms,
+                );
+                key
+            }
+            None => None,
+        };
         eprintln!(
             "release {}: image {}, chart {} ({})",
             self.tag,
@@ -438,12 +757,12 @@ impl Release {
             plan.chart_version,
             plan.chart_package.display()
         );
-        let mut digest = None;
+        let record_dir = ws.target_directory.join("release");
+        let mut known = Known::default();
         let mut build = BuildTimes::default();
+        let mut outcomes = Vec::new();
         for step in plan.steps.iter().cloned() {
-            let step = step
-                .with_pushed_digest(digest.as_ref())
-                .with_build_times(build);
+            let step = step.with_known(&known).with_build_times(build);
             let line = format!("cargo xtask {step}");
             if self.dry_run {
                 println!("would run: {line}");
@@ -452,9 +771,18 @@ impl Release {
             eprintln!("\n==> {line}");
             let is_build = step == Step::ImageBuild;
             let started = now();
-            if let Some(pushed) = step.run(sh).with_context(|| format!("`{line}` failed"))? {
-                digest = Some(pushed);
+            let outcome = step
+                .run(sh, key.as_ref())
+                .with_context(|| format!("`{line}` failed"))?;
+            match &outcome {
+                Outcome::Image(pushed) => {
+                    known.index = Some(pushed.digest.clone());
+                    known.platforms = layout_platforms(image.layout())?.into_iter().collect();
+                }
+                Outcome::Chart { pushed, .. } => known.chart = Some(pushed.digest.clone()),
+                _ => {}
             }
+            outcomes.push(outcome);
             if is_build {
                 build = BuildTimes {
                     started_on: Some(started),
@@ -462,16 +790,22 @@ impl Release {
                 };
             }
         }
+        let record_path = record_dir.join(format!("{}.json", self.tag));
         if self.dry_run {
-            println!(
-                "would then, on GitHub only: sign {}@<digest> with cosign (keyless), attest build \
-                 provenance and the SBOMs, publish the GitHub release with notes, {}, the SBOMs \
-                 and the provenance",
-                plan.image,
-                plan.chart_package.display()
-            );
+            println!("would write the release record {}", record_path.display());
+            if self.key.is_none() {
+                println!(
+                    "would then, on GitHub only: sign {}@<digest> with cosign (keyless), attest \
+                     build provenance and the SBOMs, publish the GitHub release with notes, {}, \
+                     the SBOMs and the provenance",
+                    plan.image,
+                    plan.chart_package.display()
+                );
+            }
             return Ok(());
         }
+        let record = record_of(&self.tag, &plan, &known, outcomes)?;
+        let written = record.write(&record_dir)?;
         let evidence = collect_evidence(ws, &self.tag, &plan.chart_package, !self.no_attest)?;
         eprintln!("release {}: evidence in {}", self.tag, evidence.display());
         // release.yml's later jobs (signing, attestations, the GitHub release) read these; the
@@ -482,10 +816,12 @@ impl Release {
         crate::github_output(&[
             ("image-name", &plan.image.to_string()),
             ("chart", &plan.chart_package.to_string_lossy()),
+            ("record", &written.to_string_lossy()),
             ("evidence", &evidence.to_string_lossy()),
             ("prerelease", if prerelease { "true" } else { "false" }),
         ])?;
-        eprintln!("\nrelease {}: done", self.tag);
+        eprintln!("\nrelease {}: done; record {}", self.tag, written.display());
+        println!("{}", written.display());
         Ok(())
     }
 }
@@ -542,6 +878,120 @@ pub fn collect_evidence(
     std::fs::rename(&partial, &dir)
         .with_context(|| format!("renaming {} to {}", partial.display(), dir.display()))?;
     Ok(dir)
+}
+
+/// The release record, from what the steps did.
+fn record_of(
+    tag: &str,
+    plan: &Plan,
+    known: &Known,
+    outcomes: Vec<Outcome>,
+) -> Result<record::Record> {
+    let mut image = None;
+    let mut chart = None;
+    let mut attestations = None;
+    let mut signed = Vec::new();
+    let mut attached = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Nothing => {}
+            Outcome::Image(pushed) => image = Some(pushed),
+            Outcome::Chart { name, meta, pushed } => chart = Some((name, meta, pushed)),
+            Outcome::Attested(a) => {
+                let file = |p: &Path| record::File::read(p);
+                let mut sboms = Vec::new();
+                for s in &a.sboms {
+                    sboms.push(record::Sbom {
+                        platform: s.platform.name().to_owned(),
+                        subject: s.manifest_digest.clone(),
+                        file: file(&s.path)?,
+                        statement: file(&s.statement_path)?,
+                    });
+                }
+                attestations = Some(record::Attestations {
+                    sboms,
+                    provenance: record::Provenance {
+                        subject: a.index_digest.clone(),
+                        file: file(&a.provenance_path)?,
+                    },
+                });
+            }
+            Outcome::Signed(s) => signed.extend(s),
+            Outcome::Attached {
+                subject,
+                predicate_type,
+                attested,
+            } => attached.push(record::Attestation {
+                subject: subject.to_string(),
+                predicate_type,
+                referrers: attested
+                    .artifacts
+                    .iter()
+                    .map(|d| format!("{}@{d}", plan.image))
+                    .collect(),
+                referrers_tag: attested
+                    .referrers_tag
+                    .map(|t| format!("{}:{t}", plan.image)),
+                cosign: format!("{}:{}", plan.image, attested.cosign_tag),
+            }),
+        }
+    }
+    let image = image.context("the release pushed no image")?;
+    let (chart_name, meta, chart_pushed) = chart.context("the release pushed no chart")?;
+    let signature = |name: &RepositoryName, digest: &Digest| -> Result<record::Signature> {
+        let (_, s) = signed
+            .iter()
+            .find(|(n, s)| n == name && &s.digest == digest)
+            .with_context(|| format!("{name}@{digest} was not signed"))?;
+        Ok(record::Signature {
+            digest: s.digest.to_string(),
+            reference: format!("{name}:{}", s.tag),
+        })
+    };
+    let signatures = if signed.is_empty() {
+        None
+    } else {
+        Some(record::Signatures {
+            image: signature(&plan.image, &image.digest)?,
+            chart: signature(&chart_name, &chart_pushed.digest)?,
+            attestations: attached,
+        })
+    };
+    Ok(record::Record {
+        schema_version: record::SCHEMA_VERSION,
+        tag: tag.to_owned(),
+        version: plan.version.clone(),
+        image: record::Image {
+            repository: plan.image.to_string(),
+            digest: image.digest.to_string(),
+            platforms: known
+                .platforms
+                .iter()
+                .map(|(p, d)| record::PlatformImage {
+                    platform: p.name().to_owned(),
+                    digest: d.to_string(),
+                })
+                .collect(),
+            tags: image.tags.iter().map(ToString::to_string).collect(),
+            tags_left_alone: image
+                .left
+                .iter()
+                .map(|l| record::LeftTag {
+                    tag: l.tag.to_string(),
+                    reason: l.to_string(),
+                })
+                .collect(),
+        },
+        chart: record::Chart {
+            reference: format!("oci://{chart_name}:{}", meta.tag),
+            repository: chart_name.to_string(),
+            version: meta.version.clone(),
+            digest: chart_pushed.digest.to_string(),
+            package: record::File::read(&plan.chart_package)?,
+        },
+        attestations,
+        signatures,
+    })
 }
 
 /// Seconds since the epoch, for the provenance's build times.
@@ -677,7 +1127,7 @@ mod tests {
         use crate::{Cli, Task};
         use clap::Parser;
         let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
-        let plan = plan(
+        let mut plan = plan(
             "v1.2.3",
             "1.2.3",
             "1.2.3",
@@ -686,14 +1136,18 @@ mod tests {
             "/t/charts",
         )
         .unwrap();
+        plan.sign_with(
+            Path::new("/k/cosign.key"),
+            Some(Path::new("/t/attest")),
+            &Platform::ALL,
+        );
         let times = BuildTimes {
             started_on: Some(1_700_000_000),
             finished_on: Some(1_700_000_300),
         };
+        let known = known(&digest);
         for step in plan.steps {
-            let step = step
-                .with_pushed_digest(Some(&digest))
-                .with_build_times(times);
+            let step = step.with_known(&known).with_build_times(times);
             let line = step.to_string();
             let parsed = Cli::try_parse_from(std::iter::once("cargo xtask").chain(line.split(' ')))
                 .unwrap_or_else(|e| panic!("`{line}`: {e}"))
@@ -749,9 +1203,110 @@ mod tests {
                     );
                     assert_eq!(a.profile, "release");
                 }
+                (
+                    Step::Sign {
+                        image,
+                        index: Some(index),
+                        chart,
+                        chart_digest: Some(chart_digest),
+                        key,
+                    },
+                    Task::Sign(s),
+                ) => {
+                    let refs: Vec<String> = s.refs.iter().map(ToString::to_string).collect();
+                    assert_eq!(
+                        refs,
+                        [
+                            format!("{image}@{index}"),
+                            format!("{chart}@{chart_digest}")
+                        ]
+                    );
+                    assert_eq!(s.key.as_ref(), Some(key));
+                }
+                (
+                    Step::Attach {
+                        image,
+                        subject,
+                        statement,
+                        key,
+                    },
+                    Task::Attach(a),
+                ) => {
+                    let digest = match subject {
+                        Subject::Index(d) | Subject::Platform(_, d) => d.clone().unwrap(),
+                    };
+                    assert_eq!(a.target.to_string(), format!("{image}@{digest}"));
+                    assert_eq!(&a.key, key);
+                    assert_eq!(a.statements, std::slice::from_ref(statement));
+                }
                 (step, task) => panic!("`{line}` parses as {task:?}, not {step:?}"),
             }
         }
+    }
+
+    /// Distinct digests for the index, the chart and each platform, as the pushes yield them.
+    fn known(index: &Digest) -> Known {
+        let digest = |b: &str| -> Digest { format!("sha256:{}", b.repeat(32)).parse().unwrap() };
+        Known {
+            index: Some(index.clone()),
+            chart: Some(digest("0c")),
+            platforms: BTreeMap::from([
+                (Platform::Amd64, digest("a1")),
+                (Platform::Arm64, digest("a2")),
+            ]),
+        }
+    }
+
+    #[test]
+    fn a_key_signs_and_attaches_after_everything_is_pushed_and_attested() {
+        let unsigned = plan("v1.2.3", "1.2.3", "1.2.3", "ghcr.io/acme", build("l"), "c").unwrap();
+        assert!(
+            !unsigned
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Sign { .. } | Step::Attach { .. })),
+            "{:?}",
+            unsigned.steps
+        );
+        let mut signed = plan("v1.2.3", "1.2.3", "1.2.3", "ghcr.io/acme", build("l"), "c").unwrap();
+        signed.sign_with(Path::new("k.key"), Some(Path::new("a")), &[Platform::Amd64]);
+        let lines: Vec<String> = signed.steps[6..].iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "sign ghcr.io/acme/visit-tracker@<pushed-image-digest> \
+                 ghcr.io/acme/charts/visit-tracker@<pushed-chart-digest> --key k.key",
+                "attach ghcr.io/acme/visit-tracker@<pushed-linux/amd64-manifest-digest> \
+                 --key k.key --statement a/sbom-linux-amd64.intoto.json",
+                "attach ghcr.io/acme/visit-tracker@<pushed-image-digest> --key k.key \
+                 --statement a/provenance.intoto.json",
+            ]
+        );
+        assert_eq!(signed.steps[..6], unsigned.steps[..]);
+        // The platform's SBOM is attached to its manifest, the provenance to the index.
+        let digest: Digest = format!("sha256:{}", "0a".repeat(32)).parse().unwrap();
+        let known = known(&digest);
+        let filled: Vec<Step> = signed.steps[6..]
+            .iter()
+            .cloned()
+            .map(|s| s.with_known(&known))
+            .collect();
+        assert!(
+            matches!(&filled[1], Step::Attach { subject: Subject::Platform(Platform::Amd64, Some(d)), .. }
+                if d == &known.platforms[&Platform::Amd64]),
+            "{:?}",
+            filled[1]
+        );
+        assert!(
+            matches!(&filled[2], Step::Attach { subject: Subject::Index(Some(d)), .. } if d == &digest),
+            "{:?}",
+            filled[2]
+        );
+        // --no-attest: signatures only, nothing to attach.
+        let mut bare = plan("v1.2.3", "1.2.3", "1.2.3", "ghcr.io/acme", build("l"), "c").unwrap();
+        bare.sign_with(Path::new("k.key"), None, &Platform::ALL);
+        assert!(matches!(bare.steps.last(), Some(Step::Sign { .. })));
+        assert_eq!(bare.steps.len(), unsigned.steps.len() + 1);
     }
 
     #[test]

@@ -123,6 +123,26 @@ fn releases_publish_their_own_chart_versions_and_never_overwrite_one() {
     bump("1.1.0");
     let out = succeeded(release("1.1.0", &a));
     said(&out, "tags: 1.1.0, 1.1, 1, latest");
+    // The record of an unsigned release without attestations fits the committed schema too.
+    let record = checkout.join("target/release/v1.1.0.json");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().last(),
+        record.to_str(),
+        "{}",
+        describe(&out)
+    );
+    let root = testkit::workspace_root();
+    let check = root.join("target/venv/bin/check-jsonschema");
+    let schema = root.join("xtask/src/release/record.schema.json");
+    let sh = Shell::new().unwrap();
+    cmd!(sh, "{check} --schemafile {schema} {record}")
+        .run()
+        .unwrap();
+    let json = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        json.contains("\"signatures\": null") && json.contains(&a_digest),
+        "{json}"
+    );
     assert_eq!(digest_at(&format!("{image}:1.1.0")), Some(a_digest.clone()));
     let chart_1_1_0 = digest_at(&format!("{chart}:1.1.0")).expect("chart 1.1.0 was pushed");
     let uploads = registry.blob_uploads();

@@ -1,6 +1,9 @@
 //! The key names of the counters, all inside one `{hash tag}` so Cluster keeps them in one slot.
 
+use std::io::Write;
+
 use chrono::NaiveDate;
+use redis::{RedisWrite, ToRedisArgs};
 
 use super::settings::KeyPrefix;
 use crate::timefmt;
@@ -38,6 +41,31 @@ impl Keys {
         timefmt::write_date(&mut key, date).expect("writing to a String cannot fail");
         key
     }
+
+    /// The day's key as a command argument, written straight into the command: no `String`
+    /// of its own to allocate per counted visit.
+    pub fn day_arg(&self, date: NaiveDate) -> DayKey<'_> {
+        DayKey {
+            prefix: &self.day_prefix,
+            date: timefmt::date_bytes(date),
+        }
+    }
+}
+
+/// [`Keys::day`] as a Redis command argument.
+pub struct DayKey<'a> {
+    prefix: &'a str,
+    date: [u8; 10],
+}
+
+impl ToRedisArgs for DayKey<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        // Writes into the command's own buffer, which cannot fail.
+        let _ = arg
+            .write_all(self.prefix.as_bytes())
+            .and_then(|()| arg.write_all(&self.date));
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +84,19 @@ mod tests {
         let date = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
         assert_eq!(keys.day(date), "{visit-tracker}:day:2026-01-31");
         assert_eq!(keys_for("shop").total(), "{shop}:total");
+    }
+
+    #[test]
+    fn the_day_argument_is_the_day_key() {
+        let keys = keys_for("visit-tracker:");
+        let date = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        let mut with_arg = redis::cmd("GET");
+        with_arg.arg(keys.day_arg(date)).arg("next");
+        let mut with_string = redis::cmd("GET");
+        with_string.arg(keys.day(date)).arg("next");
+        assert_eq!(
+            with_arg.get_packed_command(),
+            with_string.get_packed_command()
+        );
     }
 }

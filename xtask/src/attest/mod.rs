@@ -40,7 +40,8 @@ pub struct Attest {
     /// The layout's image tag [default: its only image].
     #[arg(long)]
     pub tag: Option<String>,
-    /// Where to write sbom-<os>-<arch>.cdx.json and provenance.intoto.json
+    /// Where to write sbom-<os>-<arch>.cdx.json (with its statement, sbom-<os>-<arch>.intoto.json)
+    /// and provenance.intoto.json
     /// [default: <target-dir>/attest].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -83,10 +84,18 @@ pub struct PlatformSbom {
     pub bom: Value,
     /// The SBOM as an in-toto statement about the platform manifest (predicate: the BOM).
     pub statement: Statement,
+    /// sbom-<os>-<arch>.intoto.json: the statement's bytes, what `attach --statement` signs.
+    pub statement_path: PathBuf,
 }
 
 impl Attest {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        self.run_attested(sh).map(drop)
+    }
+
+    /// Does all `run` does (the files, the report, `$GITHUB_OUTPUT`) and returns what was
+    /// written, so `release` signs and records it.
+    pub fn run_attested(self, sh: &Shell) -> Result<Attested> {
         let workspace = Workspace::current()?;
         let attested = self.attest(sh, workspace)?;
         let mut outputs = vec![(
@@ -110,7 +119,8 @@ impl Attest {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        crate::github_output(&outputs)
+        crate::github_output(&outputs)?;
+        Ok(attested)
     }
 
     /// Reads the layout, checks it was built from this checkout, and writes the SBOMs and the
@@ -212,6 +222,11 @@ impl Attest {
                 CYCLONEDX_BOM,
                 bom.clone(),
             );
+            let statement_path = out.join(format!(
+                "sbom-{}.intoto.json",
+                platform.name().replace('/', "-")
+            ));
+            tools::write_atomic(&statement_path, &statement.to_bytes())?;
             binaries.push((platform, binary_sha256));
             sboms.push(PlatformSbom {
                 platform,
@@ -219,6 +234,7 @@ impl Attest {
                 path,
                 bom,
                 statement,
+                statement_path,
             });
         }
 

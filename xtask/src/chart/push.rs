@@ -18,7 +18,9 @@ use oci_spec::image::{
 use xshell::Shell;
 
 use crate::image::oci::canonical_json;
-use crate::registry::{self, Blob, Manifest, OciUrl, PushSet, RegistryArgs, Repo, Tag};
+use crate::registry::{
+    self, Blob, Manifest, OciUrl, PushSet, RegistryArgs, Repo, RepositoryName, Tag,
+};
 use crate::term::{PushProgress, human_size};
 use crate::workspace::Workspace;
 
@@ -41,6 +43,12 @@ pub struct Push {
 
 impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        self.push(sh).map(drop)
+    }
+
+    /// Does all `run` does and returns the chart's repository, what it holds and what was
+    /// pushed, so `release` records the chart's digest.
+    pub fn push(self, sh: &Shell) -> Result<(RepositoryName, ChartMeta, registry::Pushed)> {
         let package = match self.package {
             Some(p) => sh.current_dir().join(p),
             None => default_package()?,
@@ -65,7 +73,7 @@ impl Push {
             ("chart-name", &name.to_string()),
             ("chart-digest", pushed.digest.as_ref()),
         ])?;
-        Ok(())
+        Ok((name, chart, pushed))
     }
 }
 

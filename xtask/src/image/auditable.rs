@@ -1,4 +1,4 @@
-//! cargo-auditable in the image build: installed pinned, and run as cargo's workspace wrapper so
+//! cargo-auditable in the image build: a pinned setup tool, run as cargo's workspace wrapper so
 //! each image binary embeds its dependency list (the `.dep-v0` section scanners read).
 //!
 //! `cargo auditable build` would set the wrapper to its own absolute path, and cargo hashes that

@@ -13,7 +13,7 @@ use super::{auditable, layout};
 use crate::cargo;
 use crate::registry::Tag;
 use crate::term::human_size;
-use crate::tools::{self, Tool};
+use crate::tools::{self, Source, Tool};
 use crate::workspace::{self, Workspace};
 
 /// The package and binary that go into the image.
@@ -236,7 +236,20 @@ pub fn compile(
     // caller chose wins.
     tools::need(sh, &super::CLANG)?;
     let ar = tools::need(sh, &super::LLVM_AR)?;
-    let _compilers: Vec<_> = c_toolchain_env(platforms, &ar)
+    let includes = platforms
+        .iter()
+        .map(|p| {
+            let header = tools::need(sh, musl_headers(*p))?;
+            Ok((
+                *p,
+                header
+                    .parent()
+                    .expect("a header has a directory")
+                    .to_owned(),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let _compilers: Vec<_> = c_toolchain_env(&includes, &ar)
         .into_iter()
         .filter(|(name, _)| std::env::var_os(name).is_none())
         .map(|(name, value)| sh.push_env(name, value))
@@ -276,18 +289,67 @@ pub fn compile(
         .collect())
 }
 
-/// The cc crate's per-target compiler and archiver variables: clang and `ar` (an llvm-ar).
-pub fn c_toolchain_env(platforms: &[Platform], ar: &Path) -> Vec<(String, String)> {
+/// The cc crate's per-target compiler, archiver and flags: clang, `ar` (an llvm-ar) and
+/// [`musl_cflags`] with each platform's musl header directory.
+pub fn c_toolchain_env(platforms: &[(Platform, PathBuf)], ar: &Path) -> Vec<(String, String)> {
     platforms
         .iter()
-        .flat_map(|p| {
+        .flat_map(|(p, include)| {
             let target = p.rust_target().replace('-', "_");
             [
                 (format!("CC_{target}"), "clang".to_owned()),
                 (format!("AR_{target}"), ar.display().to_string()),
+                (format!("CFLAGS_{target}"), musl_cflags(*p, include)),
             ]
         })
         .collect()
+}
+
+/// Debian's musl C headers (musl-dev 1.2.3-1 of bookworm, pinned by URL and sha256 as its
+/// Packages index lists them, unpacked under the target directory): the same headers on every
+/// host, Debian or Ubuntu, for either target, without a cross compiler or a foreign apt
+/// architecture. Found by a header the package has.
+pub const MUSL_HEADERS_AMD64: Tool = Tool {
+    name: "musl-headers-amd64",
+    source: Source::Deb {
+        url: "http://deb.debian.org/debian/pool/main/m/musl/musl-dev_1.2.3-1_amd64.deb",
+        sha256: "7c34f29a0c1aa12f6da1d25ed6de6fe6bbd9e048ee76b3dcb88c5e51fb65507f",
+        path: "usr/include/x86_64-linux-musl/stdlib.h",
+    },
+};
+pub const MUSL_HEADERS_ARM64: Tool = Tool {
+    name: "musl-headers-arm64",
+    source: Source::Deb {
+        url: "http://deb.debian.org/debian/pool/main/m/musl/musl-dev_1.2.3-1_arm64.deb",
+        sha256: "55c2ca4bc3041c8ed8ac7dc3ef6080d9551a21650568b2fd7610b59eaf98a4f4",
+        path: "usr/include/aarch64-linux-musl/stdlib.h",
+    },
+};
+
+/// The musl headers a platform's C compiles against.
+pub fn musl_headers(platform: Platform) -> &'static Tool {
+    match platform {
+        Platform::Amd64 => &MUSL_HEADERS_AMD64,
+        Platform::Arm64 => &MUSL_HEADERS_ARM64,
+    }
+}
+
+/// C flags for the allocator's C (mimalloc): musl's headers in `include` instead of the host's
+/// glibc ones, which clang would otherwise take from /usr/include, with their directory mapped
+/// to where a musl system keeps them (no machine's path reaches the binary); and fixed
+/// `__DATE__`/`__TIME__`, which mimalloc prints in its verbose banner and would make every
+/// build's binary differ (clang ignores `SOURCE_DATE_EPOCH` before 16). The cc crate splits
+/// CFLAGS at whitespace: no value may hold a space.
+pub fn musl_cflags(platform: Platform, include: &Path) -> String {
+    let include = include.display();
+    let triple = match platform {
+        Platform::Amd64 => "x86_64-linux-musl",
+        Platform::Arm64 => "aarch64-linux-musl",
+    };
+    format!(
+        "-nostdlibinc -isystem {include} -ffile-prefix-map={include}=/usr/include/{triple} \
+         -Wno-builtin-macro-redefined -D__DATE__=\"-\" -D__TIME__=\"-\""
+    )
 }
 
 fn cargo_home() -> Result<PathBuf> {
@@ -343,6 +405,32 @@ mod tests {
             config,
             r#"target.aarch64-unknown-linux-musl.rustflags=["-C","target-feature=+crt-static","--remap-path-prefix=/home/me/.cargo=/cargo","--remap-path-prefix=/src/my \"repo\"/target=/target"]"#
         );
+    }
+
+    #[test]
+    fn c_flags_point_each_target_at_its_own_musl_headers() {
+        let includes: Vec<_> = Platform::ALL
+            .iter()
+            .map(|p| (*p, PathBuf::from(format!("/t/debs/{}", p.rust_target()))))
+            .collect();
+        let env = c_toolchain_env(&includes, Path::new("/usr/bin/llvm-ar"));
+        for (platform, include) in &includes {
+            let name = format!("CFLAGS_{}", platform.rust_target().replace('-', "_"));
+            let (_, flags) = env.iter().find(|(n, _)| *n == name).unwrap();
+            let flags: Vec<_> = flags.split_whitespace().collect();
+            let at = flags.iter().position(|f| *f == "-isystem").unwrap();
+            assert_eq!(Path::new(flags[at + 1]), include);
+            // The host's glibc headers stay out; neither build dates nor the header directory
+            // reach the binary.
+            assert!(flags.contains(&"-nostdlibinc"), "{flags:?}");
+            assert!(flags.contains(&r#"-D__DATE__="-""#), "{flags:?}");
+            assert!(
+                flags
+                    .iter()
+                    .any(|f| f.starts_with(&format!("-ffile-prefix-map={}=", include.display()))),
+                "{flags:?}"
+            );
+        }
     }
 
     #[test]

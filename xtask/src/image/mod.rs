@@ -37,6 +37,8 @@ pub const BUILD_NEEDS: Needs = Needs {
         &MUSL_AMD64,
         &MUSL_ARM64,
         &auditable::CARGO_AUDITABLE,
+        &build::MUSL_HEADERS_AMD64,
+        &build::MUSL_HEADERS_ARM64,
     ],
     tasks: &[],
 };

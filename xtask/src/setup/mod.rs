@@ -31,7 +31,7 @@ pub const TASKS: &[(&str, &Needs)] = &[
     ("sign", &sign::NEEDS),
     ("attest", &sign::NEEDS),
     ("attach", &sign::NEEDS),
-    ("verify", &sign::NEEDS),
+    ("verify", &sign::VERIFY_NEEDS),
     ("act", &act::NEEDS),
     ("bench-app", &bench::APP_NEEDS),
     ("bench-image", &bench::IMAGE_NEEDS),

@@ -274,18 +274,7 @@ pub fn write_key_pair(prefix: &Path, password: &[u8]) -> Result<(PathBuf, PathBu
 /// Writes `path` whole with `mode`, failing if it exists: a temporary file with the mode from
 /// its creation, then a hard link to the final name (which, unlike rename, never replaces).
 fn create_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = crate::tools::temp_beside(path)?;
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

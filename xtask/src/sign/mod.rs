@@ -35,6 +35,12 @@ use crate::term::PushProgress;
 use crate::tools::Needs;
 use target::ImageRef;
 
+/// `verify --rebuild` checks a commit out (git) and builds the image as `image build` does.
+pub const VERIFY_NEEDS: Needs = Needs {
+    tools: &[&crate::tools::GIT],
+    tasks: &[&crate::image::BUILD_NEEDS],
+};
+
 /// `sign`, `attach`, `verify` (and `attest`, which reads a layout and Cargo.lock) talk to registries and do their cryptography in-process.
 pub const NEEDS: Needs = Needs {
     tools: &[],

@@ -1,4 +1,4 @@
-//! What `sign`, `attest` and `verify` name on the command line: one manifest in a repository,
+//! What `sign`, `attach` and `verify` name on the command line: one manifest in a repository,
 //! `HOST/REPO:TAG`, `HOST/REPO@sha256:HEX` or both (`oci://` allowed, as Helm writes charts).
 
 use std::fmt;

@@ -113,8 +113,12 @@ impl<'a> Host<'a> {
                 is_executable(&bin).then_some(bin)
             }
             Source::Deb { url, path, .. } => {
-                let bin = deb_dir(&self.target, url).join(path);
-                is_executable(&bin).then_some(bin)
+                let file = deb_dir(&self.target, url).join(path);
+                let usable = match tool.program() {
+                    Some(_) => is_executable(&file),
+                    None => file.is_file(),
+                };
+                usable.then_some(file)
             }
             Source::Binfmt { .. } => std::fs::read_dir(&self.binfmt)
                 .ok()?

@@ -51,8 +51,9 @@ pub enum Source {
     RustTarget,
     /// The program NAME in the active toolchain, from `rustup component add COMPONENT`.
     RustComponent(&'static str),
-    /// `<target-dir>/debs/<file stem>/<path>` (NAME is the program's name): a Debian package
-    /// downloaded from `url`, checked against `sha256` and unpacked with `dpkg-deb -x`.
+    /// `<target-dir>/debs/<file stem>/<path>` (NAME is the program's name, or what the file is):
+    /// a Debian package downloaded from `url`, checked against `sha256` and unpacked with
+    /// `dpkg-deb -x`.
     Deb {
         url: &'static str,
         sha256: &'static str,
@@ -141,8 +142,9 @@ impl Tool {
             | Source::Pip
             | Source::Cargo { .. }
             | Source::RustComponent(_)
-            | Source::Deb { .. }
             | Source::Rustup => Some(self.name),
+            // A .deb may bring headers or data instead.
+            Source::Deb { path, .. } => path.contains("bin/").then_some(self.name),
             Source::Npm { .. }
             | Source::RustTarget
             | Source::Binfmt { .. }
@@ -289,9 +291,9 @@ pub fn hex_digest(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same directory, then a rename,
-/// so a reader (or a crash) never sees a half-written file.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+/// A temporary name in `path`'s directory (`.NAME.tmp-PID`), from which a finished file is moved
+/// or linked into place: same directory, same file system.
+pub fn temp_beside(path: &Path) -> Result<PathBuf> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -299,11 +301,17 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
+    Ok(dir.join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
         std::process::id()
-    ));
+    )))
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same directory, then a rename,
+/// so a reader (or a crash) never sees a half-written file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = temp_beside(path)?;
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))
 }
