@@ -6,6 +6,8 @@
 //! under `target/act/artifacts/`, so a job gets what an earlier job of the same run uploaded. The
 //! GitHub-only steps (`if: ${{ !env.ACT }}`) are skipped by the workflows.
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -13,13 +15,18 @@ use clap::{Args, ValueEnum};
 use xshell::{Shell, cmd};
 
 use crate::release::ReleaseTag;
+use crate::setup::inventory::Inventory;
+use crate::setup::workflow::CI_RUN;
 use crate::tools::{self, Needs, Tool};
 use crate::workspace::Workspace;
 
 /// act itself, from the venv. The jobs it runs install their own tools (their setup steps).
 pub const ACT: Tool = Tool::pip("act");
+/// `--runner-path` lists the base system's programs from the package database.
+pub const DPKG_QUERY: Tool = Tool::apt("dpkg-query", "dpkg");
+pub const DPKG: Tool = Tool::apt("dpkg", "dpkg");
 pub const NEEDS: Needs = Needs {
-    tools: &[&ACT],
+    tools: &[&ACT, &DPKG_QUERY, &DPKG],
     tasks: &[],
 };
 
@@ -45,6 +52,12 @@ pub struct Act {
     /// Values never reach the output: act masks them.
     #[arg(long, value_name = "NAME[=VALUE]")]
     pub secret: Vec<String>,
+    /// Run the job with PATH reduced to what GitHub's runner has (.github/runner-inventory.yml,
+    /// plus the base system every Ubuntu has) and what the job's `cargo xtask setup` steps
+    /// install, as found on this machine: a job that relies on something only this machine has
+    /// fails here as it would there.
+    #[arg(long, requires = "job")]
+    pub runner_path: bool,
     /// Only plan: act's dry run (-n) validates the workflow and what would run.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
@@ -143,7 +156,10 @@ impl Act {
         }
         // act's dry run (-n) still executes `run:` scripts in host mode; a stub `bash` first on
         // act's PATH prints each script instead, so the dry run plans everything and runs nothing.
-        let path = std::env::var_os("PATH").unwrap_or_default();
+        let path = match (&self.job, self.runner_path) {
+            (Some(job), true) => runner_path(&root, &text, job, &work)?,
+            _ => std::env::var_os("PATH").unwrap_or_default(),
+        };
         let path = if self.dry_run {
             args.push("-n".into());
             let stub_dir = work.join("dry-run-bin");
@@ -228,6 +244,72 @@ pub fn without_workflow_calls(text: &str) -> Result<Option<(String, Vec<String>)
         }
     }
     Ok(Some((serde_json::to_string_pretty(&wf)?, dropped)))
+}
+
+/// A PATH of one directory holding links to the programs `job` may use on GitHub's runner: the
+/// inventory's, those its setup steps install, and the base system (the files of the packages
+/// Debian and Ubuntu mark Essential, which every such machine has), each found on this machine's
+/// PATH. A program this machine lacks is left out, so a task needing it fails as it would there.
+fn runner_path(root: &Path, workflow: &str, job: &str, work: &Path) -> Result<OsString> {
+    let runner = Inventory::load(root)?;
+    let ci_run =
+        std::fs::read_to_string(root.join(CI_RUN)).with_context(|| format!("reading {CI_RUN}"))?;
+    let jobs = crate::setup::workflow::jobs(workflow, &ci_run)?;
+    let job = jobs
+        .iter()
+        .find(|j| j.name == job)
+        .with_context(|| format!("the workflow has no job `{job}`"))?;
+    let mut programs = job.programs(&runner)?;
+    programs.extend(essential_programs()?);
+    let dir = work.join("runner-path").join(&job.name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    let mut linked = 0;
+    for program in &programs {
+        if let Some(found) = tools::which(program) {
+            std::os::unix::fs::symlink(&found, dir.join(program))
+                .with_context(|| format!("linking {program} into {}", dir.display()))?;
+            linked += 1;
+        }
+    }
+    eprintln!(
+        "act: job {} runs with PATH={} ({linked} of the {} programs the runner and its setup \
+         steps give)",
+        job.name,
+        dir.display(),
+        programs.len()
+    );
+    Ok(dir.into_os_string())
+}
+
+/// The programs in the bin directories of the installed packages marked Essential.
+fn essential_programs() -> Result<BTreeSet<String>> {
+    let sh = Shell::new()?;
+    let format = "${Package}\t${Essential}\n";
+    let dpkg_query = tools::need(&sh, &DPKG_QUERY)?;
+    let dpkg = tools::need(&sh, &DPKG)?;
+    let listed = cmd!(sh, "{dpkg_query} -W -f {format}")
+        .quiet()
+        .read()
+        .context("listing the installed packages (dpkg-query)")?;
+    let essential: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, essential)| *essential == "yes")
+        .map(|(package, _)| package)
+        .collect();
+    let files = cmd!(sh, "{dpkg} -L {essential...}")
+        .quiet()
+        .read()
+        .context("listing the files of the essential packages (dpkg -L)")?;
+    Ok(files
+        .lines()
+        .filter_map(|f| f.rsplit_once('/'))
+        .filter(|(dir, _)| ["/bin", "/usr/bin", "/sbin", "/usr/sbin"].contains(dir))
+        .map(|(_, name)| name.to_owned())
+        .collect())
 }
 
 /// Stands in for `bash` during a dry run: act calls `bash ... SCRIPT`; print SCRIPT, run nothing.

@@ -109,15 +109,26 @@ fn every_workflow_and_event_plans_in_a_dry_run() {
     }
 }
 
+/// The chart job as on GitHub's runner: only the inventory's programs and what its setup installs.
 #[test]
 fn ci_chart_job_runs_under_act() {
     let (out, text) = act(
-        &["--workflow", "ci.yml", "--event", "push", "--job", "chart"],
+        &[
+            "--workflow",
+            "ci.yml",
+            "--event",
+            "push",
+            "--job",
+            "chart",
+            "--runner-path",
+        ],
         &[],
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("chart lint: all checks passed"), "{text}");
     assert!(text.contains("Job succeeded"), "{text}");
+    // With PATH reduced to the runner's programs and what the job's setup step installs.
+    assert!(text.contains("act: job chart runs with PATH="), "{text}");
 }
 
 #[test]
@@ -133,6 +144,9 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
             "release.yml",
             "--event",
             "tag",
+            "--job",
+            "build",
+            "--runner-path",
             "--tag",
             &format!("v{version}"),
             "--registry",
