@@ -238,9 +238,9 @@ pub fn cyclonedx(image: &PlatformImage<'_>, facts: &CrateFacts) -> Result<Value>
     }))
 }
 
-/// The `(name, version)` of every crate an SBOM lists as a component, the application included:
-/// what a verifier compares with the binary's embedded list.
-pub fn listed_crates(bom: &Value) -> Result<BTreeSet<(String, String)>> {
+/// The `(name, version, purl)` of every crate an SBOM lists as a component, the application
+/// included: what a verifier compares with the binary's embedded list.
+pub fn listed_crates(bom: &Value) -> Result<BTreeSet<(String, String, Option<String>)>> {
     bom["components"]
         .as_array()
         .context("the SBOM has no `components`")?
@@ -255,6 +255,7 @@ pub fn listed_crates(bom: &Value) -> Result<BTreeSet<(String, String)>> {
                     .as_str()
                     .context("a component has no version")?
                     .to_owned(),
+                c["purl"].as_str().map(str::to_owned),
             ))
         })
         .collect()
@@ -334,7 +335,11 @@ mod tests {
     fn components_are_exactly_the_embedded_crates_with_lockfile_hashes() {
         let info = embedded();
         let bom = cyclonedx(&image(&info), &facts()).unwrap();
-        let listed = listed_crates(&bom).unwrap();
+        let listed: BTreeSet<(String, String)> = listed_crates(&bom)
+            .unwrap()
+            .into_iter()
+            .map(|(n, v, _)| (n, v))
+            .collect();
         let expected: BTreeSet<(String, String)> = embedded_crates(&info)
             .unwrap()
             .into_iter()

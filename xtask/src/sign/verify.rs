@@ -704,24 +704,7 @@ pub fn sbom_differences(
             (p.name.clone(), version, purl)
         })
         .collect();
-    let listed: Listed = bom["components"]
-        .as_array()
-        .context("the SBOM has no `components`")?
-        .iter()
-        .map(|c| {
-            Ok((
-                c["name"]
-                    .as_str()
-                    .context("a component has no name")?
-                    .to_owned(),
-                c["version"]
-                    .as_str()
-                    .context("a component has no version")?
-                    .to_owned(),
-                c["purl"].as_str().map(str::to_owned),
-            ))
-        })
-        .collect::<Result<_>>()?;
+    let listed: Listed = sbom::listed_crates(bom)?;
     let name_version = |set: &Listed, n: &str, v: &str| {
         set.iter()
             .find(|(name, version, _)| name == n && version == v)
