@@ -3,8 +3,8 @@
 //! Every third-party `uses:` is mapped (`--local-repository`) to a generated stand-in under
 //! `target/act/actions/`, so nothing is fetched; the steps that matter are `cargo xtask ...` and
 //! run for real. Stand-ins are inert, except the artifact actions: they keep one run's artifacts
-//! under `target/act/artifacts/`, so a job gets what an earlier job of the same run uploaded. The
-//! GitHub-only steps (`if: ${{ !env.ACT }}`) are skipped by the workflows.
+//! under `target/act/artifacts/<workflow>/`, so a job gets what an earlier job of the same run
+//! uploaded. The GitHub-only steps (`if: ${{ !env.ACT }}`) are skipped by the workflows.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -100,8 +100,14 @@ impl Act {
             }
         };
         // Artifacts pass between the jobs of one run, as on GitHub: none from an earlier run.
-        let artifacts = work.join("artifacts");
-        if artifacts.exists() {
+        // One store per workflow, and a dry run (which uploads nothing) leaves it alone: runs of
+        // other workflows, or plans, at the same time never empty it under a run.
+        let stem = self
+            .workflow
+            .trim_end_matches(".yml")
+            .trim_end_matches(".yaml");
+        let artifacts = work.join("artifacts").join(stem);
+        if artifacts.exists() && !self.dry_run {
             std::fs::remove_dir_all(&artifacts)
                 .with_context(|| format!("removing {}", artifacts.display()))?;
         }

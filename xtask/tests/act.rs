@@ -208,7 +208,7 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
     assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
 
     // build uploaded the evidence the later jobs sign and publish, with the chart package.
-    let evidence = workspace_root().join("target/act/artifacts/release-evidence");
+    let evidence = workspace_root().join("target/act/artifacts/release/release-evidence");
     for file in [
         format!("visit-tracker-{version}.tgz"),
         "provenance.intoto.json".into(),
