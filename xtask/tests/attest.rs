@@ -97,8 +97,8 @@ fn xtask(args: &[&str]) -> (Output, String) {
 fn embedded_by_objcopy(binary: &Path) -> Value {
     let sh = shell();
     let objcopy = xtask::tools::need(&sh, &xtask::ci::LLVM_OBJCOPY).unwrap();
-    let scratch = Scratch::new("objcopy");
-    let (section, copy) = (scratch.0.join("dep-v0.z"), scratch.0.join("copy"));
+    let scratch = tempfile::tempdir().unwrap();
+    let (section, copy) = (scratch.path().join("dep-v0.z"), scratch.path().join("copy"));
     let dump = format!(".dep-v0={}", section.display());
     // An output file, so the input binary is left untouched.
     cmd!(sh, "{objcopy} --dump-section {dump} {binary} {copy}")
@@ -313,14 +313,14 @@ fn sboms_validate_against_cyclonedx_schema_and_list_what_each_binary_embeds() {
 #[test]
 fn the_same_image_gives_the_same_sboms() {
     let first = attested();
-    let again = Scratch::new("again");
-    let (out, text) = attest(&again.0);
+    let again = tempfile::tempdir().unwrap();
+    let (out, text) = attest(again.path());
     assert!(out.status.success(), "{text}");
     for platform in Platform::ALL {
         let name = format!("sbom-{}.cdx.json", platform.name().replace('/', "-"));
         assert_eq!(
             std::fs::read(first.join(&name)).unwrap(),
-            std::fs::read(again.0.join(&name)).unwrap(),
+            std::fs::read(again.path().join(&name)).unwrap(),
             "{name}"
         );
     }
@@ -423,22 +423,4 @@ fn provenance_is_an_in_toto_statement_with_a_slsa_v1_predicate() {
         !ours(&bad).status.success(),
         "our schema accepted no buildType"
     );
-}
-
-/// A directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("xtask-attest-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
