@@ -2,8 +2,8 @@
 //! Each server module owns one kind of server; the helpers here are what they all need.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Output;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -38,6 +38,36 @@ pub fn require_program(program: &str) -> PathBuf {
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("`{program}` is not installed: run `cargo xtask setup test`"))
+}
+
+/// The task binary `bin` (a test's `env!("CARGO_BIN_EXE_xtask")`) run in `dir` as a user would
+/// run it there: none of the caller's registry credentials, cosign password, Docker config or
+/// GitHub run reaches it, so what it does follows from the test's own arguments and environment.
+pub fn task(bin: &str, dir: &Path, docker_config: &Path) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir)
+        // The checkout is found from the current directory, as when a user runs it there.
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("REGISTRY_USERNAME")
+        .env_remove("REGISTRY_PASSWORD")
+        .env_remove("COSIGN_PASSWORD")
+        .env_remove("GITHUB_OUTPUT")
+        // Not GitHub here, whatever runs the tests: the builder is the local one.
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_REF")
+        .env("DOCKER_CONFIG", docker_config)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `skopeo inspect --raw` of `reference` (HOST:PORT/REPO:TAG or @DIGEST) on a plain-HTTP
+/// registry: a manifest's exact bytes, read by a tool we did not write.
+pub fn skopeo_raw(reference: &str) -> Output {
+    Command::new(require_program("skopeo"))
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("running skopeo")
 }
 
 /// A finished command's status, stdout and stderr, for assertion messages.

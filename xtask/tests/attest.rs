@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
@@ -80,14 +80,15 @@ fn attest(out: &Path) -> (Output, String) {
 }
 
 fn xtask(args: &[&str]) -> (Output, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .current_dir(testkit::workspace_root())
-        // Not GitHub here, whatever runs the tests: the builder is the local one.
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_REF")
-        .args(args)
-        .output()
-        .expect("running xtask");
+    let root = testkit::workspace_root();
+    let out = testkit::task(
+        env!("CARGO_BIN_EXE_xtask"),
+        &root,
+        &root.join("target/no-docker-config"),
+    )
+    .args(args)
+    .output()
+    .expect("running xtask");
     let text = testkit::describe(&out);
     (out, text)
 }

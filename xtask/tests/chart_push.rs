@@ -9,15 +9,15 @@ use testkit::registry::Registry;
 use xtask::chart::engine::Engine;
 
 fn chart_push(repo: &str, package: &Path, home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["chart", "push", "--repo", repo, "--package"])
-        .arg(package)
-        .current_dir(testkit::workspace_root())
-        .env_remove("REGISTRY_USERNAME")
-        .env_remove("REGISTRY_PASSWORD")
-        .env("DOCKER_CONFIG", home)
-        .output()
-        .unwrap()
+    testkit::task(
+        env!("CARGO_BIN_EXE_xtask"),
+        &testkit::workspace_root(),
+        home,
+    )
+    .args(["chart", "push", "--repo", repo, "--package"])
+    .arg(package)
+    .output()
+    .unwrap()
 }
 
 #[test]
@@ -102,14 +102,10 @@ fn helm_pulls_the_pushed_chart_by_version_and_renders_it() {
         "{all}"
     );
     assert_eq!(registry.blob_uploads(), 2, "{}", registry.log());
-    let raw = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!(
-            "docker://{}/charts/visit-tracker:{version}",
-            registry.addr()
-        ))
-        .output()
-        .unwrap();
+    let raw = testkit::skopeo_raw(&format!(
+        "{}/charts/visit-tracker:{version}",
+        registry.addr()
+    ));
     assert!(raw.status.success(), "{}", describe(&raw));
     assert_eq!(
         format!("sha256:{}", xtask::tools::hex_digest(&raw.stdout)),

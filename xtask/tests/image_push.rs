@@ -14,15 +14,9 @@ const PASSWORD: &str = "s3cret-Pa55word-xyz";
 
 /// Runs the task binary with a clean credential environment (no host Docker config).
 fn xtask(args: &[&str], env: &[(&str, &str)], home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args)
-        .current_dir(testkit::workspace_root())
-        .env_remove("REGISTRY_USERNAME")
-        .env_remove("REGISTRY_PASSWORD")
-        .env_remove("GITHUB_OUTPUT")
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .stdin(Stdio::null());
+    let root = testkit::workspace_root();
+    let mut cmd = testkit::task(env!("CARGO_BIN_EXE_xtask"), &root, &home.join(".docker"));
+    cmd.args(args).env("HOME", home);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -5,7 +5,7 @@
 //! alone.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use testkit::describe;
 use testkit::registry::{Registry, write_test_layout};
@@ -24,16 +24,11 @@ fn clone(dir: &Path) -> PathBuf {
 
 /// `cargo xtask ARGS` in `checkout`, with no credentials or GitHub outputs from the caller.
 fn xtask(checkout: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let docker_config = checkout.join("target/no-docker-config");
+    testkit::task(env!("CARGO_BIN_EXE_xtask"), checkout, &docker_config)
         .args(args)
-        .current_dir(checkout)
-        // The checkout is found from the current directory, as when a user runs it there.
-        .env_remove("CARGO_MANIFEST_DIR")
+        // The clone builds in its own target directory.
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("REGISTRY_USERNAME")
-        .env_remove("REGISTRY_PASSWORD")
-        .env_remove("GITHUB_OUTPUT")
-        .env("DOCKER_CONFIG", checkout.join("target/no-docker-config"))
         .output()
         .unwrap()
 }
@@ -70,12 +65,7 @@ fn said(out: &Output, expected: &str) {
 
 /// The digest of what the registry serves as `reference`, read with skopeo.
 fn digest_at(reference: &str) -> Option<String> {
-    testkit::require_program("skopeo");
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
+    let out = testkit::skopeo_raw(reference);
     out.status
         .success()
         .then(|| format!("sha256:{}", xtask::tools::hex_digest(&out.stdout)))

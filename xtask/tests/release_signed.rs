@@ -77,20 +77,12 @@ fn clone(dir: &Path, layout: &Path, binary: &Path) -> PathBuf {
 
 /// `cargo xtask ARGS` in `checkout`, with `COSIGN_PASSWORD` as given and no credentials.
 fn xtask(checkout: &Path, args: &[&str], password: Option<&str>, output: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let docker_config = checkout.join("target/no-docker-config");
+    let mut cmd = testkit::task(env!("CARGO_BIN_EXE_xtask"), checkout, &docker_config);
     cmd.args(args)
-        .current_dir(checkout)
-        .env_remove("CARGO_MANIFEST_DIR")
+        // The clone builds in its own target directory.
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("REGISTRY_USERNAME")
-        .env_remove("REGISTRY_PASSWORD")
-        .env_remove("COSIGN_PASSWORD")
-        // Not GitHub here, whatever runs the tests: the builder is the local one.
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("GITHUB_REF")
-        .env("GITHUB_OUTPUT", output)
-        .env("DOCKER_CONFIG", checkout.join("target/no-docker-config"))
-        .stdin(Stdio::null());
+        .env("GITHUB_OUTPUT", output);
     if let Some(p) = password {
         cmd.env("COSIGN_PASSWORD", p);
     }

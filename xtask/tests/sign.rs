@@ -17,16 +17,9 @@ const CYCLONEDX: &str = "https://cyclonedx.org/bom";
 
 /// Runs the task binary with a clean credential environment and `COSIGN_PASSWORD` as given.
 fn xtask(args: &[&str], password: Option<&str>, home: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.args(args)
-        .current_dir(testkit::workspace_root())
-        .env_remove("REGISTRY_USERNAME")
-        .env_remove("REGISTRY_PASSWORD")
-        .env_remove("GITHUB_OUTPUT")
-        .env_remove("COSIGN_PASSWORD")
-        .env("HOME", home)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .stdin(Stdio::null());
+    let root = testkit::workspace_root();
+    let mut cmd = testkit::task(env!("CARGO_BIN_EXE_xtask"), &root, &home.join(".docker"));
+    cmd.args(args).env("HOME", home);
     if let Some(p) = password {
         cmd.env("COSIGN_PASSWORD", p);
     }
@@ -110,12 +103,7 @@ fn refused(out: &Output, what: &str, expected: &str) {
 
 /// `skopeo inspect --raw`: a manifest's exact bytes, read by a tool we did not write.
 fn raw(reference: &str) -> Vec<u8> {
-    testkit::require_program("skopeo");
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw", "--tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .output()
-        .unwrap();
+    let out = testkit::skopeo_raw(reference);
     ok(&out, &format!("skopeo inspect {reference}"));
     out.stdout
 }

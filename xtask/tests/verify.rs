@@ -5,7 +5,7 @@
 //! build and one rebuild (amd64 only; dependencies come from this checkout's target directory).
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -21,15 +21,10 @@ const PASSWORD: &str = "verify-rebuild";
 
 /// Runs the task binary in this checkout, without registry credentials from the environment.
 fn xtask(args: &[&str], home: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let root = testkit::workspace_root();
+    testkit::task(env!("CARGO_BIN_EXE_xtask"), &root, &home.join(".docker"))
         .args(args)
-        .current_dir(testkit::workspace_root())
-        .env_remove("REGISTRY_USERNAME")
-        .env_remove("REGISTRY_PASSWORD")
-        .env_remove("GITHUB_OUTPUT")
         .env("COSIGN_PASSWORD", PASSWORD)
-        .env("DOCKER_CONFIG", home.join(".docker"))
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }
