@@ -72,26 +72,167 @@ async fn concurrent_posts_are_counted_exactly_once() {
             // Spread POSTS over TASKS: the first POSTS % TASKS tasks do one more.
             let n = POSTS / TASKS + usize::from(task < POSTS % TASKS);
             tokio::spawn(async move {
-                let mut totals = Vec::with_capacity(n);
+                let mut counts = Vec::with_capacity(n);
                 for _ in 0..n {
                     let (status, body) = post_json(&http, &url).await;
                     assert_eq!(status, 200, "{body}");
-                    totals.push(body["total"].as_u64().unwrap());
+                    counts.push((body["total"].as_u64().unwrap(), body["today"].as_u64()));
                 }
-                totals
+                counts
             })
         })
         .collect();
-    let mut totals = Vec::with_capacity(POSTS);
+    let mut counts = Vec::with_capacity(POSTS);
     for task in tasks {
-        totals.extend(task.await.unwrap());
+        counts.extend(task.await.unwrap());
     }
+    // Every POST saw its own total and today's count, batched or not: none lost, none
+    // counted twice. (A run across midnight would restart today's count.)
+    let (mut totals, mut todays): (Vec<u64>, Vec<u64>) = counts
+        .into_iter()
+        .map(|(total, today)| (total, today.unwrap()))
+        .unzip();
     totals.sort_unstable();
-    // Every POST saw its own total: none lost, none counted twice.
+    todays.sort_unstable();
     assert_eq!(totals, (1..=POSTS as u64).collect::<Vec<_>>());
+    assert_eq!(todays, (1..=POSTS as u64).collect::<Vec<_>>());
     let (_, body) = get_json(&http, &url).await;
     assert_eq!(body["total"], POSTS as u64);
     assert_eq!(body["today"], POSTS as u64);
+    assert_eq!(
+        redis.cli(&["get", "{visit-tracker}:total"]).trim(),
+        POSTS.to_string()
+    );
+}
+
+/// Starts `n` POSTs while Redis holds every write (`CLIENT PAUSE WRITE`) and waits until the
+/// service has them all in flight: the first one's script call waits in Redis, the others
+/// wait for the next batch.
+async fn posts_held_by_redis(
+    redis: &RedisServer,
+    service: &Service,
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<(u16, serde_json::Value)>> {
+    redis.cli(&["client", "pause", "60000", "write"]);
+    let http = client();
+    let posts = (0..n)
+        .map(|_| {
+            let (http, url) = (http.clone(), service.url("/api/visits"));
+            tokio::spawn(async move { post_json(&http, &url).await })
+        })
+        .collect();
+    eventually("the POSTs to be in flight", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), service.url("/metrics"));
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            // The scrape itself is in flight too.
+            metric_value(&text, "http_requests_in_flight") > n as f64
+        }
+    })
+    .await;
+    posts
+}
+
+/// Script calls Redis ran so far (EVALSHA and EVAL), from `INFO commandstats`.
+fn script_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.cli(&["info", "commandstats"]);
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split_once("calls=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn counts_waiting_together_share_one_script_call_with_numbers_of_their_own() {
+    const POSTS: usize = 40;
+    let redis = RedisServer::start();
+    let service = Service::standalone(redis.port(), &[("REDIS_TIMEOUT", "60s")]);
+    let posts = posts_held_by_redis(&redis, &service, POSTS).await;
+    redis.cli(&["client", "unpause"]);
+    let mut totals = Vec::new();
+    let mut todays = Vec::new();
+    for post in posts {
+        let (status, body) = post.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        totals.push(body["total"].as_u64().unwrap());
+        todays.push(body["today"].as_u64().unwrap());
+        assert!(body["last_visit"].is_string(), "{body}");
+    }
+    totals.sort_unstable();
+    todays.sort_unstable();
+    assert_eq!(totals, (1..=POSTS as u64).collect::<Vec<_>>());
+    assert_eq!(todays, (1..=POSTS as u64).collect::<Vec<_>>());
+    assert_eq!(redis.cli(&["get", "{visit-tracker}:total"]).trim(), "40");
+    // One call for the first POST, one for those that waited behind it.
+    let calls = script_calls(&redis);
+    assert!(calls <= 3, "{POSTS} POSTs took {calls} script calls");
+    // The day's key expires, set by the call that created it.
+    let day_keys = redis.cli(&["keys", "{visit-tracker}:day:*"]);
+    let day_key = day_keys.lines().next().expect("a day key");
+    let ttl: i64 = redis.cli(&["ttl", day_key]).trim().parse().unwrap();
+    assert!(ttl > 399 * 24 * 3600, "{day_key} expires in {ttl} s");
+    // The metrics count requests, not batches.
+    let text = client()
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = parse_exposition(&text);
+    let post = r#"http_requests_total{method="POST",route="/api/visits",status="200"}"#;
+    assert_eq!(series.get(post), Some(&(POSTS as f64)), "{text}");
+}
+
+#[tokio::test]
+async fn a_failed_batch_fails_every_count_in_it_and_loses_nothing_acknowledged() {
+    const ACKNOWLEDGED: usize = 100;
+    const HELD: usize = 30;
+    let mut redis = RedisServer::start();
+    let service = Service::standalone(redis.port(), &[("REDIS_TIMEOUT", "20s")]);
+    let http = client();
+    let url = service.url("/api/visits");
+    let acknowledged: Vec<_> = (0..ACKNOWLEDGED)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move { post_json(&http, &url).await })
+        })
+        .collect();
+    for post in acknowledged {
+        assert_eq!(post.await.unwrap().0, 200);
+    }
+
+    // One batch waits in Redis, the rest queue behind it; then Redis dies (SIGKILL).
+    let held = posts_held_by_redis(&redis, &service, HELD).await;
+    redis.stop();
+    for post in held {
+        let (status, body) = post.await.unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "redis unavailable");
+    }
+    let text = http.get(service.url("/metrics")).send().await.unwrap();
+    let series = parse_exposition(&text.text().await.unwrap());
+    let post = r#"http_requests_total{method="POST",route="/api/visits",status="503"}"#;
+    assert_eq!(series.get(post), Some(&(HELD as f64)));
+    assert_eq!(series.get("redis_errors_total"), Some(&(HELD as f64)));
+
+    // Everything acknowledged was written (appendfsync always), nothing of the failed
+    // batches was, and the service counts on from there once Redis is back.
+    redis.start_again();
+    assert_eq!(
+        redis.cli(&["get", "{visit-tracker}:total"]).trim(),
+        ACKNOWLEDGED.to_string()
+    );
+    post_until_counted(&http, &url, "the service to reach Redis again").await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The visit counters in Redis: one Lua script updates total, today's count and the last visit
-//! together, on keys sharing one hash tag so it also runs in Cluster mode.
+//! together, on keys sharing one hash tag so it also runs in Cluster mode. Concurrent counts
+//! share one script call (group commit), each still getting its own numbers.
 
 mod keys;
 mod settings;
@@ -7,7 +8,7 @@ mod settings;
 pub use keys::Keys;
 pub use settings::{Credentials, HostPort, InvalidSetting, KeyPrefix, Mode, Settings};
 
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
@@ -20,18 +21,22 @@ use redis::{
     RedisError, RedisResult, Script, ServerErrorKind, TlsCertificates,
 };
 
+use tokio::sync::oneshot;
+
 use crate::timefmt;
 
 /// Per-day keys outlive the longest window `/api/visits/daily` serves, then Redis drops them.
 const DAY_KEY_TTL_SECONDS: u64 = 400 * 24 * 3600;
 
-/// Counts one visit atomically: the script runs as one unit, so readers never see the total
-/// without the day's count or the last visit. It answers `"<total> <today>"`, one bulk string:
-/// the client's reply parser spends about twice as much on an array of two integers.
+/// Counts `ARGV[3]` visits of one day atomically: the script runs as one unit, so readers never
+/// see the total without the day's count or the last visit. The day's key expires from the call
+/// that created it. It answers `"<total> <today>"` after the visits, one bulk string: the
+/// client's reply parser spends about twice as much on an array of two integers.
 const COUNT_SCRIPT: &str = r"
-local total = redis.call('INCR', KEYS[1])
-local today = redis.call('INCR', KEYS[2])
-if today == 1 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+local n = tonumber(ARGV[3])
+local total = redis.call('INCRBY', KEYS[1], n)
+local today = redis.call('INCRBY', KEYS[2], n)
+if today == n then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 redis.call('SET', KEYS[3], ARGV[1])
 return string.format('%d %d', total, today)
 ";
@@ -53,7 +58,8 @@ pub struct DayCount {
 }
 
 /// Why a Redis call failed. The text is for logs; clients only see "redis unavailable".
-#[derive(Debug, thiserror::Error)]
+/// Clone: every count of a failed batch gets the batch's error.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
@@ -63,6 +69,11 @@ pub enum StoreError {
 
 /// The Redis connection for whichever mode is configured, plus the key names and the deadline.
 pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// What the store and the task that sends batched counts share.
+struct Inner {
     backend: Backend,
     keys: Keys,
     timeout: Duration,
@@ -70,6 +81,36 @@ pub struct Store {
     target: String,
     /// Serialises (re)connection attempts so a burst of requests makes one, not hundreds.
     connecting: tokio::sync::Mutex<()>,
+    counts: Mutex<CountQueue>,
+}
+
+/// Counts waiting for the next script call (group commit). Per POST, the script call was
+/// most of the service's and Redis's CPU: one call for all counts that arrive while the
+/// previous one is in flight costs Redis one script run and the service one command for
+/// the lot, and lets one Redis serve many more POSTs.
+#[derive(Default)]
+struct CountQueue {
+    waiting: Vec<PendingCount>,
+    /// A task is sending batches; it takes what waits as soon as its call returns.
+    sending: bool,
+}
+
+/// Should the task sending counts end in a panic, or be dropped with its runtime, the next
+/// count starts another instead of waiting for one that is gone.
+struct StopSending<'a>(&'a Inner);
+
+impl Drop for StopSending<'_> {
+    fn drop(&mut self) {
+        self.0.queue().sending = false;
+    }
+}
+
+/// One request's count, waiting for its batch.
+struct PendingCount {
+    date: NaiveDate,
+    millis: i64,
+    /// Its total and today's count after the visit, or the batch's error.
+    reply: oneshot::Sender<Result<(u64, u64), StoreError>>,
 }
 
 enum Backend {
@@ -191,69 +232,68 @@ impl Store {
                 }
             }
         };
-        Ok(Self {
+        let inner = Inner {
             backend,
             keys: Keys::new(&settings.key_prefix),
             timeout,
             script: Script::new(COUNT_SCRIPT),
             target: settings.mode.target(),
             connecting: tokio::sync::Mutex::new(()),
+            counts: Mutex::new(CountQueue::default()),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
         })
     }
 
     /// Where Redis is, for messages (never credentials).
     pub fn target(&self) -> &str {
-        &self.target
+        &self.inner.target
     }
 
     /// PING within REDIS_TIMEOUT but at most a second: what `/readyz` asks, answered before
     /// a kubelet probe (2 s by default) gives up.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let deadline = self.timeout.min(Duration::from_secs(1));
-        self.call_within(deadline, |mut c| async move {
-            c.query::<()>(&redis::cmd("PING")).await
-        })
-        .await
+        let deadline = self.inner.timeout.min(Duration::from_secs(1));
+        self.inner
+            .call_within(deadline, |mut c| async move {
+                c.query::<()>(&redis::cmd("PING")).await
+            })
+            .await
     }
 
-    /// Counts one visit at `now` and returns the counters after it. Never retried: if the
-    /// outcome is unknown (timeout, dropped connection) the caller gets the error.
+    /// Counts one visit at `now` and returns the counters after it, within REDIS_TIMEOUT.
+    /// The visit joins the next batch ([`CountQueue`]); it gets its own numbers, as if counted
+    /// alone. Never retried: if the outcome is unknown (timeout, dropped connection) the
+    /// caller gets the error, and so does every other count of its batch.
     pub async fn count(&self, now: DateTime<Utc>) -> Result<Visits, StoreError> {
-        let day = self.keys.day_arg(now.date_naive());
-        let millis = now.timestamp_millis();
-        // EVALSHA as one prebuilt command; NOSCRIPT (Redis restarted or failed over and lost
-        // its script cache) means the script did not run, so EVAL, which also caches it, is
-        // safe to send.
-        let invocation = |verb: &str, script: &str| {
-            let mut cmd = Cmd::with_capacity(8, 160 + script.len());
-            cmd.arg(verb)
-                .arg(script)
-                .arg(3)
-                .arg(self.keys.total())
-                .arg(&day)
-                .arg(self.keys.last())
-                .arg(millis)
-                .arg(DAY_KEY_TTL_SECONDS);
-            cmd
+        let (reply, answer) = oneshot::channel();
+        let start_sending = {
+            let mut queue = self.inner.queue();
+            queue.waiting.push(PendingCount {
+                date: now.date_naive(),
+                millis: now.timestamp_millis(),
+                reply,
+            });
+            !std::mem::replace(&mut queue.sending, true)
         };
-        let reply: Vec<u8> = self
-            .call(|mut c| async move {
-                let by_hash = invocation("EVALSHA", self.script.get_hash());
-                match c.query(&by_hash).await {
-                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                        c.query(&invocation("EVAL", COUNT_SCRIPT)).await
-                    }
-                    counted => counted,
-                }
-            })
-            .await?;
-        let (total, today) = parse_counts(&reply).ok_or_else(|| {
-            RedisError::from((
-                ErrorKind::UnexpectedReturnType,
-                "the count script answered something other than two counts",
-                String::from_utf8_lossy(&reply).into_owned(),
-            ))
-        })?;
+        if start_sending {
+            tokio::spawn(self.inner.clone().send_counts());
+        }
+        let timeout = self.inner.timeout;
+        let (total, today) = match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(counted)) => counted?,
+            // The sending task is gone without answering: the runtime is shutting down.
+            Ok(Err(_)) => {
+                return Err(StoreError::Redis(RedisError::from((
+                    ErrorKind::Io,
+                    "the count was abandoned before Redis answered",
+                ))));
+            }
+            // Not answered in time: it may still be counted (its batch may be in flight),
+            // or not (still waiting: the batch leaves it out).
+            Err(_) => return Err(StoreError::Timeout(timeout)),
+        };
         let mut last_visit = String::with_capacity(24);
         timefmt::write_rfc3339(&mut last_visit, now, 3).expect("writing to a String cannot fail");
         Ok(Visits {
@@ -265,11 +305,13 @@ impl Store {
 
     /// Reads the counters without counting.
     pub async fn read(&self, now: DateTime<Utc>) -> Result<Visits, StoreError> {
-        let day = self.keys.day(now.date_naive());
+        let keys = &self.inner.keys;
+        let day = keys.day(now.date_naive());
         let (total, today, last): (Option<u64>, Option<u64>, Option<i64>) = self
+            .inner
             .call(|mut c| {
                 let mut cmd = redis::cmd("MGET");
-                cmd.arg(self.keys.total()).arg(&day).arg(self.keys.last());
+                cmd.arg(keys.total()).arg(&day).arg(keys.last());
                 async move { c.query(&cmd).await }
             })
             .await?;
@@ -288,10 +330,11 @@ impl Store {
             .filter_map(|back| today.checked_sub_days(Days::new(back)))
             .collect();
         let counts: Vec<Option<u64>> = self
+            .inner
             .call(|mut c| {
                 let mut cmd = redis::cmd("MGET");
                 for date in &dates {
-                    cmd.arg(self.keys.day(*date));
+                    cmd.arg(self.inner.keys.day(*date));
                 }
                 async move { c.query(&cmd).await }
             })
@@ -304,6 +347,103 @@ impl Store {
                 count: count.unwrap_or(0),
             })
             .collect())
+    }
+}
+
+impl Inner {
+    fn queue(&self) -> std::sync::MutexGuard<'_, CountQueue> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends the waiting counts, one script call per batch, until none wait. Runs as a task
+    /// of its own, so a request that gives up cannot take its batch down with it.
+    async fn send_counts(self: Arc<Self>) {
+        let unexpected_end = StopSending(&self);
+        let mut batch = Vec::new();
+        loop {
+            {
+                let mut queue = self.queue();
+                // Counts whose request gave up (deadline, client gone) are not sent: for
+                // them "not counted" is as true as any answer.
+                queue.waiting.retain(|c| !c.reply.is_closed());
+                if queue.waiting.is_empty() {
+                    queue.sending = false;
+                    std::mem::forget(unexpected_end);
+                    return;
+                }
+                // The buffers trade places: no allocation per batch.
+                std::mem::swap(&mut queue.waiting, &mut batch);
+                // One day's key per call: counts of the next day (a batch across midnight)
+                // go in the next call.
+                let date = batch[0].date;
+                if batch.iter().any(|c| c.date != date) {
+                    let later: Vec<_> = batch.extract_if(.., |c| c.date != date).collect();
+                    queue.waiting.splice(0..0, later);
+                }
+            }
+            let date = batch[0].date;
+            let millis = batch.iter().map(|c| c.millis).max().unwrap_or_default();
+            let n = batch.len() as u64;
+            match self.count_batch(date, millis, n).await {
+                Ok((total, today)) => {
+                    // The batch's visits take consecutive numbers, in the order they arrived.
+                    for (i, count) in (0..n).zip(batch.drain(..)) {
+                        let _ = count.reply.send(Ok((total - n + 1 + i, today - n + 1 + i)));
+                    }
+                }
+                Err(err) => {
+                    for count in batch.drain(..) {
+                        let _ = count.reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts `n` visits of `date`, the latest at `millis`, in one script call; returns the
+    /// total and the day's count after them.
+    async fn count_batch(
+        &self,
+        date: NaiveDate,
+        millis: i64,
+        n: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let day = self.keys.day_arg(date);
+        // EVALSHA as one prebuilt command; NOSCRIPT (Redis restarted or failed over and lost
+        // its script cache) means the script did not run, so EVAL, which also caches it, is
+        // safe to send.
+        let invocation = |verb: &str, script: &str| {
+            let mut cmd = Cmd::with_capacity(9, 170 + script.len());
+            cmd.arg(verb)
+                .arg(script)
+                .arg(3)
+                .arg(self.keys.total())
+                .arg(&day)
+                .arg(self.keys.last())
+                .arg(millis)
+                .arg(DAY_KEY_TTL_SECONDS)
+                .arg(n);
+            cmd
+        };
+        let reply: Vec<u8> = self
+            .call(|mut c| async move {
+                let by_hash = invocation("EVALSHA", self.script.get_hash());
+                match c.query(&by_hash).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        c.query(&invocation("EVAL", COUNT_SCRIPT)).await
+                    }
+                    counted => counted,
+                }
+            })
+            .await?;
+        let counts = parse_counts(&reply).filter(|&(total, today)| total >= n && today >= n);
+        Ok(counts.ok_or_else(|| {
+            RedisError::from((
+                ErrorKind::UnexpectedReturnType,
+                "the count script answered something other than two counts",
+                String::from_utf8_lossy(&reply).into_owned(),
+            ))
+        })?)
     }
 
     /// Runs one Redis call on the live connection within REDIS_TIMEOUT (connecting first if
