@@ -350,6 +350,24 @@ fn secretbox_open(key: &[u8; 32], nonce: &[u8; 24], sealed: &[u8]) -> Option<Zer
 mod tests {
     use super::*;
 
+    /// `--key env://NAME` reads the variable, never a file of that name; unset, it says so.
+    #[test]
+    fn a_key_named_env_is_read_from_that_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "XTASK_KEYS_TEST_NEVER_SET";
+        let err = load_private_key(dir.path(), Path::new(&format!("env://{name}"))).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("--key env://{name}: {name} is not set")),
+            "{err:#}"
+        );
+        let err = load_private_key(dir.path(), Path::new("cosign.key")).unwrap_err();
+        let file = dir.path().join("cosign.key");
+        assert!(
+            format!("{err:#}").contains(&format!("reading the private key {}", file.display())),
+            "{err:#}"
+        );
+    }
+
     /// cosign's own test key (sigstore/cosign pkg/cosign/keys_test.go `pemsigstorekey`,
     /// Apache-2.0), passphrase `hello`: proves we decrypt what cosign encrypted.
     const COSIGN_TEST_KEY: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
