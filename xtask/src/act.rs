@@ -5,10 +5,15 @@
 //! run for real. Stand-ins are inert, except the artifact actions: they keep one run's artifacts
 //! under `target/act/artifacts/<workflow>/`, so a job gets what an earlier job of the same run
 //! uploaded. The GitHub-only steps (`if: ${{ !env.ACT }}`) are skipped by the workflows.
+//!
+//! act gets a copy of the workflow (`target/act/workflows/`) when the task changes it: jobs that
+//! call a local workflow left out, only the chosen `--job`s and what they need, and with
+//! `--runner-path` a job-level `env: PATH:` per job (act passes one PATH to every job of a run,
+//! but honours a job's own `PATH` in host mode).
 
 use std::collections::BTreeSet;
-use std::ffi::OsString;
-use std::path::Path;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -42,9 +47,10 @@ pub struct Act {
     /// The tag a `tag` event pushes (must match the app crate's version for a real release run).
     #[arg(long, default_value = "v0.0.0", value_name = "vX.Y.Z")]
     pub tag: ReleaseTag,
-    /// Run only this job (act's -j).
-    #[arg(long)]
-    pub job: Option<String>,
+    /// Run only this job, after the jobs it needs (as act's -j); repeatable, so one run covers
+    /// several jobs.
+    #[arg(long = "job", value_name = "JOB")]
+    pub jobs: Vec<String>,
     /// The registry the workflow pushes to (`vars.REGISTRY`), e.g. 127.0.0.1:5000/acme.
     #[arg(long, value_name = "HOST[:PORT]/PATH")]
     pub registry: Option<String>,
@@ -52,11 +58,15 @@ pub struct Act {
     /// Values never reach the output: act masks them.
     #[arg(long, value_name = "NAME[=VALUE]")]
     pub secret: Vec<String>,
-    /// Run the job with PATH reduced to what GitHub's runner has (.github/runner-inventory.yml,
-    /// plus the base system every Ubuntu has) and what the job's `cargo xtask setup` steps
+    /// An environment variable for every step (act's --env), NAME=VALUE; repeatable. Printed:
+    /// never a secret.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Run each job with PATH reduced to what GitHub's runner has (.github/runner-inventory.yml,
+    /// plus the base system every Ubuntu has) and what that job's `cargo xtask setup` steps
     /// install, as found on this machine: a job that relies on something only this machine has
     /// fails here as it would there.
-    #[arg(long, requires = "job")]
+    #[arg(long)]
     pub runner_path: bool,
     /// Only plan: act's dry run (-n) validates the workflow and what would run.
     #[arg(long, short = 'n')]
@@ -82,22 +92,53 @@ impl Act {
         let text = std::fs::read_to_string(&workflow)
             .with_context(|| format!("reading {}", workflow.display()))?;
         let work = root.join("target/act");
-        let workflow = match without_workflow_calls(&text)
-            .with_context(|| format!("reading {}", workflow.display()))?
-        {
-            None => workflow,
-            Some((copy, dropped)) => {
-                let path = work.join("workflows").join(&self.workflow);
-                std::fs::create_dir_all(work.join("workflows"))?;
-                tools::write_atomic(&path, copy.as_bytes())?;
-                eprintln!(
-                    "act: {}: left out job(s) {} (they call a workflow of this repository: run \
-                     it with `cargo xtask act --workflow FILE`)",
-                    self.workflow,
-                    dropped.join(", ")
-                );
-                path
+        // act's dry run (-n) still executes `run:` scripts in host mode; a stub `bash` first on
+        // PATH prints each script instead, so the dry run plans everything and runs nothing.
+        let stub_dir = work.join("dry-run-bin");
+        if self.dry_run {
+            std::fs::create_dir_all(&stub_dir)?;
+            let stub = stub_dir.join("bash");
+            tools::write_atomic(&stub, DRY_RUN_BASH.as_bytes())?;
+            std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        let with_stub = |path: &OsStr| -> Result<OsString> {
+            Ok(if self.dry_run {
+                std::env::join_paths(
+                    std::iter::once(stub_dir.clone()).chain(std::env::split_paths(path)),
+                )?
+            } else {
+                path.to_owned()
+            })
+        };
+        // act runs the workflow as written, unless jobs are left out or get their own PATH:
+        // then a copy of it.
+        let mut wf =
+            workflow_json(&text).with_context(|| format!("reading {}", workflow.display()))?;
+        let calls = drop_workflow_calls(&mut wf)?;
+        if !calls.is_empty() {
+            eprintln!(
+                "act: {}: left out job(s) {} (they call a workflow of this repository: run \
+                 it with `cargo xtask act --workflow FILE`)",
+                self.workflow,
+                calls.join(", ")
+            );
+        }
+        let left_out = only_jobs(&mut wf, &self.jobs)
+            .with_context(|| format!("choosing jobs of {}", workflow.display()))?;
+        if self.runner_path {
+            let paths = runner_paths(&root, &text, &wf, &work)?;
+            for (job, dir) in paths {
+                let path = with_stub(dir.as_os_str())?;
+                set_job_env(&mut wf, &job, "PATH", &path.to_string_lossy())?;
             }
+        }
+        let workflow = if calls.is_empty() && left_out.is_empty() && !self.runner_path {
+            workflow
+        } else {
+            let path = work.join("workflows").join(&self.workflow);
+            std::fs::create_dir_all(work.join("workflows"))?;
+            tools::write_atomic(&path, serde_json::to_string_pretty(&wf)?.as_bytes())?;
+            path
         };
         // Artifacts pass between the jobs of one run, as on GitHub: none from an earlier run.
         // One store per workflow, and a dry run (which uploads nothing) leaves it alone: runs of
@@ -116,8 +157,13 @@ impl Act {
         std::fs::create_dir_all(&work)?;
         tools::write_atomic(&event, event_payload(self.event, &self.tag).as_bytes())?;
         args.extend(["-e".into(), event.display().to_string()]);
-        if let Some(job) = &self.job {
-            args.extend(["-j".into(), job.clone()]);
+        for env in &self.env {
+            anyhow::ensure!(
+                env.split_once('=')
+                    .is_some_and(|(name, _)| !name.is_empty()),
+                "--env {env}: expected NAME=VALUE"
+            );
+            args.extend(["--env".into(), env.clone()]);
         }
         if let Some(registry) = &self.registry {
             args.extend(["--var".into(), format!("REGISTRY={registry}")]);
@@ -160,23 +206,11 @@ impl Act {
                 format!("XTASK_ADVISORY_DB={}", db.display()),
             ]);
         }
-        // act's dry run (-n) still executes `run:` scripts in host mode; a stub `bash` first on
-        // act's PATH prints each script instead, so the dry run plans everything and runs nothing.
-        let path = match (&self.job, self.runner_path) {
-            (Some(job), true) => runner_path(&root, &text, job, &work)?,
-            _ => std::env::var_os("PATH").unwrap_or_default(),
-        };
-        let path = if self.dry_run {
+        // act itself, and the jobs without a PATH of their own, use this one.
+        let path = with_stub(&std::env::var_os("PATH").unwrap_or_default())?;
+        if self.dry_run {
             args.push("-n".into());
-            let stub_dir = work.join("dry-run-bin");
-            std::fs::create_dir_all(&stub_dir)?;
-            let stub = stub_dir.join("bash");
-            tools::write_atomic(&stub, DRY_RUN_BASH.as_bytes())?;
-            std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-            std::env::join_paths(std::iter::once(stub_dir).chain(std::env::split_paths(&path)))?
-        } else {
-            path
-        };
+        }
         let _path = sh.push_env("PATH", path);
         let event_name = match self.event {
             Event::PullRequest => "pull_request",
@@ -188,33 +222,54 @@ impl Act {
             self.workflow,
             if self.dry_run { " (dry run)" } else { "" }
         );
-        cmd!(
+        // The jobs get act's environment: without what `cargo run` set for this xtask, which no
+        // runner has, and which would make their builds rebuild ring and all above it.
+        crate::without_cargo_run_env(cmd!(
             sh,
             "{act} {event_name} -W {workflow} -P ubuntu-latest=-self-hosted --action-offline-mode
                 --action-cache-path {cache} --no-cache-server {args...}"
-        )
+        ))
         .run()
         .with_context(|| format!("act run of {} failed", self.workflow))?;
         Ok(())
     }
 }
 
-/// The workflow without its jobs that call a workflow of this repository (`uses: $/...` or
-/// `./...`), and
-/// without them in any job's `needs`, as JSON (which is YAML); `None` when it has none.
+/// A workflow file's text as JSON (which is YAML): what act gets when it runs a copy.
+pub fn workflow_json(text: &str) -> Result<serde_json::Value> {
+    use saphyr::LoadableYamlNode;
+    let docs = saphyr::Yaml::load_from_str(text).context("parsing the workflow")?;
+    crate::chart::lint::manifest::yaml_to_json(docs.first().context("an empty workflow")?)
+}
+
+fn jobs_mut(wf: &mut serde_json::Value) -> Result<&mut serde_json::Map<String, serde_json::Value>> {
+    wf["jobs"]
+        .as_object_mut()
+        .context("the workflow has no jobs")
+}
+
+/// A job's `needs`, whether written as one name or a list.
+fn needs_of(job: &serde_json::Value) -> Vec<String> {
+    match &job["needs"] {
+        serde_json::Value::String(n) => vec![n.clone()],
+        serde_json::Value::Array(n) => n
+            .iter()
+            .filter_map(|n| n.as_str())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Leaves out the jobs that call a workflow of this repository (`uses: $/...` or `./...`), and
+/// them from any job's `needs`; returns their names.
 ///
 /// act 0.2.89 runs a called local workflow's jobs inside the caller's run, and `-j JOB` still runs
 /// JOB's `needs` first: release.yml's `build` under act would first run all of ci.yml (the whole
 /// test suite), whose actions are not mapped to stand-ins either, so offline it fails at once.
 /// The called workflow is run under act on its own; the caller runs without it.
-pub fn without_workflow_calls(text: &str) -> Result<Option<(String, Vec<String>)>> {
-    use saphyr::LoadableYamlNode;
-    let docs = saphyr::Yaml::load_from_str(text).context("parsing the workflow")?;
-    let mut wf =
-        crate::chart::lint::manifest::yaml_to_json(docs.first().context("an empty workflow")?)?;
-    let jobs = wf["jobs"]
-        .as_object_mut()
-        .context("the workflow has no jobs")?;
+pub fn drop_workflow_calls(wf: &mut serde_json::Value) -> Result<Vec<String>> {
+    let jobs = jobs_mut(wf)?;
     let dropped: Vec<String> = jobs
         .iter()
         .filter(|(_, job)| {
@@ -225,69 +280,115 @@ pub fn without_workflow_calls(text: &str) -> Result<Option<(String, Vec<String>)
         .map(|(name, _)| name.clone())
         .collect();
     if dropped.is_empty() {
-        return Ok(None);
+        return Ok(dropped);
     }
     for name in &dropped {
         jobs.remove(name);
     }
     for job in jobs.values_mut() {
+        let needs = needs_of(job);
         let Some(job) = job.as_object_mut() else {
             continue;
         };
-        let needs: Vec<serde_json::Value> = match job.get("needs") {
-            Some(serde_json::Value::String(n)) => vec![n.as_str().into()],
-            Some(serde_json::Value::Array(n)) => n.clone(),
-            _ => continue,
-        };
-        let kept: Vec<serde_json::Value> = needs
-            .into_iter()
-            .filter(|n| !n.as_str().is_some_and(|n| dropped.iter().any(|d| d == n)))
-            .collect();
+        if !job.contains_key("needs") {
+            continue;
+        }
+        let kept: Vec<String> = needs.into_iter().filter(|n| !dropped.contains(n)).collect();
         if kept.is_empty() {
             job.remove("needs");
         } else {
             job.insert("needs".into(), kept.into());
         }
     }
-    Ok(Some((serde_json::to_string_pretty(&wf)?, dropped)))
+    Ok(dropped)
 }
 
-/// A PATH of one directory holding links to the programs `job` may use on GitHub's runner: the
-/// inventory's, those its setup steps install, and the base system (the files of the packages
-/// Debian and Ubuntu mark Essential, which every such machine has), each found on this machine's
-/// PATH. A program this machine lacks is left out, so a task needing it fails as it would there.
-fn runner_path(root: &Path, workflow: &str, job: &str, work: &Path) -> Result<OsString> {
+/// Keeps `jobs` and the jobs they need (transitively), as act's `-j` does for one job; returns
+/// the names left out. No names: every job stays.
+pub fn only_jobs(wf: &mut serde_json::Value, jobs: &[String]) -> Result<Vec<String>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = jobs_mut(wf)?;
+    let mut keep: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = jobs.to_vec();
+    while let Some(name) = todo.pop() {
+        let job = all.get(&name).with_context(|| {
+            format!(
+                "no job `{name}` (jobs: {})",
+                all.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        todo.extend(needs_of(job));
+        keep.insert(name);
+    }
+    let left_out: Vec<String> = all.keys().filter(|n| !keep.contains(*n)).cloned().collect();
+    all.retain(|name, _| keep.contains(name));
+    Ok(left_out)
+}
+
+/// Sets a job-level environment variable (act honours a job's `env: PATH:` in host mode).
+pub fn set_job_env(wf: &mut serde_json::Value, job: &str, name: &str, value: &str) -> Result<()> {
+    let job_value = jobs_mut(wf)?
+        .get_mut(job)
+        .with_context(|| format!("no job `{job}`"))?;
+    let job_map = job_value
+        .as_object_mut()
+        .with_context(|| format!("job `{job}` is not a mapping"))?;
+    let env = job_map
+        .entry("env")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .with_context(|| format!("job `{job}`: `env` is not a mapping"))?;
+    env.insert(name.to_owned(), value.into());
+    Ok(())
+}
+
+/// For every job of `wf` (a copy of the workflow `text`), a directory holding links to the
+/// programs that job may use on GitHub's runner: the inventory's, those its setup steps install,
+/// and the base system (the files of the packages Debian and Ubuntu mark Essential, which every
+/// such machine has), each found on this machine's PATH. A program this machine lacks is left
+/// out, so a task needing it fails as it would there.
+fn runner_paths(
+    root: &Path,
+    text: &str,
+    wf: &serde_json::Value,
+    work: &Path,
+) -> Result<Vec<(String, PathBuf)>> {
     let runner = Inventory::load(root)?;
     let ci_run =
         std::fs::read_to_string(root.join(CI_RUN)).with_context(|| format!("reading {CI_RUN}"))?;
-    let jobs = crate::setup::workflow::jobs(workflow, &ci_run)?;
-    let job = jobs
-        .iter()
-        .find(|j| j.name == job)
-        .with_context(|| format!("the workflow has no job `{job}`"))?;
-    let mut programs = job.programs(&runner)?;
-    programs.extend(essential_programs()?);
-    let dir = work.join("runner-path").join(&job.name);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    let mut linked = 0;
-    for program in &programs {
-        if let Some(found) = tools::which(program) {
-            std::os::unix::fs::symlink(&found, dir.join(program))
-                .with_context(|| format!("linking {program} into {}", dir.display()))?;
-            linked += 1;
+    let essential = essential_programs()?;
+    let mut paths = Vec::new();
+    for job in crate::setup::workflow::jobs(text, &ci_run)? {
+        if wf["jobs"].get(&job.name).is_none() {
+            continue;
         }
+        let mut programs = job.programs(&runner)?;
+        programs.extend(essential.iter().cloned());
+        let dir = work.join("runner-path").join(&job.name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        let mut linked = 0;
+        for program in &programs {
+            if let Some(found) = tools::which(program) {
+                std::os::unix::fs::symlink(&found, dir.join(program))
+                    .with_context(|| format!("linking {program} into {}", dir.display()))?;
+                linked += 1;
+            }
+        }
+        eprintln!(
+            "act: job {} runs with PATH={} ({linked} of the {} programs the runner and its \
+             setup steps give)",
+            job.name,
+            dir.display(),
+            programs.len()
+        );
+        paths.push((job.name, dir));
     }
-    eprintln!(
-        "act: job {} runs with PATH={} ({linked} of the {} programs the runner and its setup \
-         steps give)",
-        job.name,
-        dir.display(),
-        programs.len()
-    );
-    Ok(dir.into_os_string())
+    Ok(paths)
 }
 
 /// The programs in the bin directories of the installed packages marked Essential.
@@ -525,20 +626,54 @@ mod tests {
         let text = "on: push\njobs:\n  ci:\n    uses: $/.github/workflows/ci.yml\n  \
                     build:\n    needs: ci\n    runs-on: x\n    steps: [{run: a}]\n  \
                     sign:\n    needs: [ci, build]\n    runs-on: x\n    steps: [{run: b}]\n";
-        let (copy, dropped) = without_workflow_calls(text).unwrap().unwrap();
-        assert_eq!(dropped, ["ci"]);
-        let wf: serde_json::Value = serde_json::from_str(&copy).unwrap();
+        let mut wf = workflow_json(text).unwrap();
+        assert_eq!(drop_workflow_calls(&mut wf).unwrap(), ["ci"]);
         assert_eq!(wf["on"], "push");
         let jobs: Vec<&String> = wf["jobs"].as_object().unwrap().keys().collect();
         assert_eq!(jobs, ["build", "sign"]);
-        assert!(wf["jobs"]["build"].get("needs").is_none(), "{copy}");
+        assert!(wf["jobs"]["build"].get("needs").is_none(), "{wf}");
         assert_eq!(wf["jobs"]["sign"]["needs"], serde_json::json!(["build"]));
         assert_eq!(wf["jobs"]["sign"]["steps"][0]["run"], "b");
         // A workflow without such jobs runs as it is.
         let ci = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../.github/workflows/ci.yml"),
         );
-        assert!(without_workflow_calls(&ci.unwrap()).unwrap().is_none());
+        let mut ci = workflow_json(&ci.unwrap()).unwrap();
+        assert!(drop_workflow_calls(&mut ci).unwrap().is_empty());
+    }
+
+    #[test]
+    fn chosen_jobs_keep_what_they_need_and_get_their_own_env() {
+        let text = "on: push\njobs:\n  a: {runs-on: x, steps: [{run: a}]}\n  \
+                    b: {needs: a, runs-on: x, env: {K: v}, steps: [{run: b}]}\n  \
+                    c: {needs: [b], runs-on: x, steps: [{run: c}]}\n  \
+                    d: {runs-on: x, steps: [{run: d}]}\n  e: {needs: d, runs-on: x}\n";
+        let all = |wf: &serde_json::Value| -> Vec<String> {
+            wf["jobs"].as_object().unwrap().keys().cloned().collect()
+        };
+        let mut wf = workflow_json(text).unwrap();
+        assert_eq!(
+            only_jobs(&mut wf, &["c".into(), "d".into()]).unwrap(),
+            ["e"]
+        );
+        assert_eq!(all(&wf), ["a", "b", "c", "d"]);
+        let mut wf = workflow_json(text).unwrap();
+        assert!(only_jobs(&mut wf, &[]).unwrap().is_empty());
+        assert_eq!(all(&wf).len(), 5);
+        let err = only_jobs(&mut wf, &["z".into()]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no job `z` (jobs: a, b, c, d, e)"),
+            "{err:#}"
+        );
+
+        set_job_env(&mut wf, "a", "PATH", "/p/a").unwrap();
+        set_job_env(&mut wf, "b", "PATH", "/p/b").unwrap();
+        assert_eq!(wf["jobs"]["a"]["env"], serde_json::json!({"PATH": "/p/a"}));
+        assert_eq!(
+            wf["jobs"]["b"]["env"],
+            serde_json::json!({"K": "v", "PATH": "/p/b"})
+        );
+        assert!(set_job_env(&mut wf, "z", "PATH", "/p").is_err());
     }
 
     const WORKFLOW: &str = "\

@@ -8,7 +8,9 @@ use crate::chart::Chart;
 use crate::image::Image;
 use crate::scan::{Scanner, SecurityScan};
 use crate::tools::{Needs, Source, Tool};
-use crate::{Task, act, cargo, chart, image, release, scan, task_defaults, tools};
+use crate::{
+    Task, act, cargo, chart, image, release, scan, task_defaults, tools, without_cargo_run_env,
+};
 
 // What the tests drive for real besides the tasks' own tools: servers, image tools, qemu.
 pub const REDIS_SERVER: Tool = Tool::apt("redis-server", "redis-server");
@@ -142,22 +144,55 @@ pub struct Test {
     /// Skip the format check and clippy.
     #[arg(long)]
     pub no_lint: bool,
+    /// Only these tests, each TARGET/NAME: the integration test target (`cargo test --test
+    /// TARGET`, of any workspace member) and the test's exact name; nothing else is compiled or
+    /// run, and lint is skipped (it is the whole suite's). Repeatable; XTASK_TEST_ONLY gives them
+    /// comma-separated, which is how `cargo xtask act` runs ci.yml's `test` job with a few quick
+    /// tests (the whole suite would run the act tests inside act again).
+    #[arg(
+        long,
+        value_name = "TARGET/NAME",
+        env = "XTASK_TEST_ONLY",
+        value_delimiter = ','
+    )]
+    pub only: Vec<String>,
     /// Passed on to `cargo test` after `--`, e.g. a test name filter.
     #[arg(last = true)]
     pub test_args: Vec<String>,
 }
 
+/// `cargo test`'s target arguments and the test binaries' arguments that run only `only` (each
+/// TARGET/NAME): `--test TARGET` once per target, then `--exact` and the names.
+pub fn only_args(only: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut targets, mut names) = (Vec::new(), Vec::new());
+    for test in only {
+        let (target, name) = test
+            .split_once('/')
+            .filter(|(t, n)| !t.is_empty() && !n.is_empty())
+            .with_context(|| format!("--only {test}: expected TARGET/NAME, e.g. chart/name"))?;
+        if !targets.iter().any(|t| t == target) {
+            targets.extend(["--test".to_owned(), target.to_owned()]);
+        }
+        names.push(name.to_owned());
+    }
+    if !names.is_empty() {
+        names.insert(0, "--exact".to_owned());
+    }
+    Ok((targets, names))
+}
+
 impl Test {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let cargo = cargo();
-        if !self.no_lint {
-            cmd!(sh, "{cargo} fmt --all --check")
+        let (targets, names) = only_args(&self.only)?;
+        if !self.no_lint && self.only.is_empty() {
+            without_cargo_run_env(cmd!(sh, "{cargo} fmt --all --check"))
                 .run()
                 .context("code is not formatted: run `cargo fmt --all`")?;
-            cmd!(
+            without_cargo_run_env(cmd!(
                 sh,
                 "{cargo} clippy --workspace --all-targets --locked -- -D warnings"
-            )
+            ))
             .run()
             .context("clippy found problems")?;
         }
@@ -168,10 +203,12 @@ impl Test {
         )))?;
         let _path = sh.push_env("PATH", path);
         let args = &self.test_args;
-        cmd!(
+        // As typed in a shell: what `cargo run` set for the xtask would make the build scripts that
+        // watch it (ring's) run again, and every crate above them rebuild.
+        without_cargo_run_env(cmd!(
             sh,
-            "{cargo} test --workspace --locked --no-fail-fast -- {args...}"
-        )
+            "{cargo} test --workspace --locked --no-fail-fast {targets...} -- {names...} {args...}"
+        ))
         .run()
         .context("tests failed")?;
         Ok(())
@@ -181,6 +218,22 @@ impl Test {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_runs_each_target_once_with_the_exact_names() {
+        let only = ["chart/a", "chart_push/b", "chart/c"].map(String::from);
+        let (targets, names) = only_args(&only).unwrap();
+        assert_eq!(targets, ["--test", "chart", "--test", "chart_push"]);
+        assert_eq!(names, ["--exact", "a", "b", "c"]);
+        assert_eq!(only_args(&[]).unwrap(), (vec![], vec![]));
+        for bad in ["chart", "/a", "chart/"] {
+            let err = only_args(&[bad.to_owned()]).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("expected TARGET/NAME"),
+                "{bad}: {err:#}"
+            );
+        }
+    }
 
     /// Each step runs the task its printed line names, with the values that line parses to.
     #[test]

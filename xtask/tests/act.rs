@@ -1,7 +1,8 @@
 //! `cargo xtask act` end to end: act runs the real workflows offline in host mode. The release
 //! workflow, for a `v*` tag, fills a local `docker-registry` with the multi-arch image under its
-//! semver tags and the chart under its version, and its build job uploads the evidence; ci.yml's
-//! `chart` job runs; every workflow and event plans in a dry run.
+//! semver tags and the chart under its version, and signs them with a throwaway key, which the
+//! real cosign verifies; ci.yml's jobs run, each with the runner's PATH; every workflow and event
+//! plans in a dry run.
 
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -109,9 +110,84 @@ fn every_workflow_and_event_plans_in_a_dry_run() {
     }
 }
 
-/// The chart job as on GitHub's runner: only the inventory's programs and what its setup installs.
+/// The quick tests ci.yml's `test` job runs under act, one per kind of thing its setup installs
+/// that the runner lacks: redis-server (the service against the chart's environment), promtool
+/// (the chart's alert rules), docker-registry (a chart pushed and pulled back); each renders the
+/// chart with the Helm engine.
+const QUICK_TESTS: [&str; 3] = [
+    "chart/the_service_accepts_the_charts_environment_and_exports_every_series_the_chart_uses",
+    "chart/alert_rules_fire_and_stay_quiet_and_queries_use_exported_series",
+    "chart_push/helm_pulls_the_pushed_chart_by_version_and_renders_it",
+];
+
+/// `text` without terminal colours (the workflows set CARGO_TERM_COLOR=always).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            // CSI: parameters up to the final letter (`\x1b[32m`).
+            Some('[') => {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            // A character set choice (`\x1b(B`): one more character.
+            Some(_) => {
+                chars.next();
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// The lines act printed for `job` of `workflow` (`[ci/test ] ...`: act pads the names of the
+/// jobs that run together to one width).
+fn job_lines<'a>(text: &'a str, workflow: &str, job: &str) -> Vec<&'a str> {
+    let prefix = format!("[{workflow}/{job}");
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(&prefix)
+                .is_some_and(|rest| rest.trim_start_matches(' ').starts_with(']'))
+        })
+        .collect()
+}
+
+/// Whether act reported `job` of `workflow` as succeeded.
+fn succeeded(text: &str, workflow: &str, job: &str) -> bool {
+    job_lines(text, workflow, job)
+        .iter()
+        .any(|l| l.contains("Job succeeded"))
+}
+
+/// The PATH act gave `job`: the one `--runner-path` wrote into the workflow copy act ran.
+fn job_path(copy: &str, job: &str) -> std::path::PathBuf {
+    let path = workspace_root().join("target/act/workflows").join(copy);
+    let wf: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let dir = std::path::PathBuf::from(wf["jobs"][job]["env"]["PATH"].as_str().unwrap());
+    assert_eq!(
+        dir,
+        workspace_root().join("target/act/runner-path").join(job),
+        "{}",
+        path.display()
+    );
+    dir
+}
+
+/// Every ci.yml job that can run off GitHub, in one act run, each as on GitHub's runner: PATH
+/// reduced to the inventory's programs and what its own setup steps install. `image` builds and
+/// uploads the layout, `security-scan` audits both platforms' binaries of that layout, `chart`
+/// lints, `test` runs [`QUICK_TESTS`].
 #[test]
-fn ci_chart_job_runs_under_act() {
+fn ci_jobs_run_under_act_with_the_runners_path() {
+    let only = format!("XTASK_TEST_ONLY={}", QUICK_TESTS.join(","));
     let (out, text) = act(
         &[
             "--workflow",
@@ -120,17 +196,104 @@ fn ci_chart_job_runs_under_act() {
             "push",
             "--job",
             "chart",
+            "--job",
+            "security-scan",
+            "--job",
+            "test",
             "--runner-path",
+            "--env",
+            &only,
         ],
         &[],
     );
     assert!(out.status.success(), "{text}");
+    let text = plain(&text);
+    for job in ["chart", "image", "security-scan", "test"] {
+        assert!(
+            text.contains(&format!("act: job {job} runs with PATH=")),
+            "{job}: {text}"
+        );
+        assert!(
+            succeeded(&text, "ci", job),
+            "job {job} did not succeed:\n{text}"
+        );
+    }
+    // Each job had its own PATH: what its setup installs, not what another job's does.
+    let has = |job: &str, program: &str| job_path("ci.yml", job).join(program).exists();
+    assert!(has("test", "redis-server") && has("test", "docker-registry"));
+    assert!(has("chart", "promtool") && !has("chart", "redis-server"));
+    assert!(!has("image", "redis-server") && !has("security-scan", "promtool"));
+    // e2e and publish were not asked for (publish would refuse: e2e tested nothing under act).
+    assert!(
+        job_lines(&text, "ci", "publish").is_empty() && job_lines(&text, "ci", "e2e").is_empty(),
+        "{text}"
+    );
+
     assert!(text.contains("chart lint: all checks passed"), "{text}");
-    assert!(text.contains("Job succeeded"), "{text}");
-    // With PATH reduced to the runner's programs and what the job's setup step installs.
-    assert!(text.contains("act: job chart runs with PATH="), "{text}");
+    // security-scan got the layout image uploaded in this run and audited both binaries.
+    assert!(
+        text.contains("upload-artifact (act stand-in)")
+            && text.contains("download-artifact (act stand-in): artifact oci-layout"),
+        "{text}"
+    );
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            job_lines(&text, "ci", "security-scan")
+                .iter()
+                .any(|l| l.contains(&format!("security-scan: the {platform} binary of"))),
+            "no audit of the {platform} binary:\n{text}"
+        );
+    }
+    assert!(text.contains("security-scan: clean"), "{text}");
+    // The test job ran exactly the quick tests, and nothing else (not the act tests again).
+    for test in QUICK_TESTS {
+        let name = test.split_once('/').unwrap().1;
+        assert!(
+            text.contains(&format!("test {name} ... ok")),
+            "{name}:\n{text}"
+        );
+    }
+    let ran = job_lines(&text, "ci", "test")
+        .iter()
+        .filter(|l| l.contains(" ... ok"))
+        .count();
+    assert_eq!(ran, QUICK_TESTS.len(), "{text}");
 }
 
+/// A key pair from `cargo xtask sign --generate-key` under `prefix` (PREFIX.key, PREFIX.pub).
+fn generate_key(prefix: &std::path::Path, password: &str) -> (String, std::path::PathBuf) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .current_dir(workspace_root())
+        .args(["sign", "--generate-key", "--output"])
+        .arg(prefix)
+        .env("COSIGN_PASSWORD", password)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", testkit::describe(&out));
+    let key = std::fs::read_to_string(prefix.with_extension("key")).unwrap();
+    (key, prefix.with_extension("pub"))
+}
+
+/// The real cosign against the loopback registry: plain HTTP, no transparency log (a key, no
+/// Rekor), no credentials of this machine.
+fn cosign(args: &[&str], home: &std::path::Path) -> Output {
+    let sh = xshell::Shell::new().unwrap();
+    sh.change_dir(workspace_root());
+    let bin = xtask::tools::need(&sh, &xtask::sign::cosign::COSIGN).unwrap();
+    Command::new(bin)
+        .args(args)
+        .args(["--insecure-ignore-tlog=true", "--allow-http-registry=true"])
+        .env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env_remove("COSIGN_PASSWORD")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// release.yml through `sign` under act, as a tag push: `build` releases into a local registry,
+/// `sign` signs the index and the chart and attaches the provenance and the SBOMs with a
+/// throwaway key given as act secrets, which the real cosign then verifies.
 #[test]
 fn release_workflow_fills_a_local_registry_with_image_and_chart() {
     let registry = Registry::start().expect("starting docker-registry");
@@ -138,6 +301,10 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
     let repo = format!("{}/acme", registry.addr());
     // A token only this run knows: act must pass it in and never print it.
     let token = format!("local-token-{}", std::process::id());
+    let keys = tempfile::tempdir().unwrap();
+    let password = format!("a throwaway passphrase {}", std::process::id());
+    let (key, public) = generate_key(&keys.path().join("release"), &password);
+    let (_, other_public) = generate_key(&keys.path().join("other"), &password);
     let (out, text) = act(
         &[
             "--workflow",
@@ -145,7 +312,7 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
             "--event",
             "tag",
             "--job",
-            "build",
+            "sign",
             "--runner-path",
             "--tag",
             &format!("v{version}"),
@@ -153,15 +320,38 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
             &repo,
             "--secret",
             "GITHUB_TOKEN",
+            "--secret",
+            "COSIGN_PRIVATE_KEY",
+            "--secret",
+            "COSIGN_PASSWORD",
         ],
-        &[("GITHUB_TOKEN", &token)],
+        &[
+            ("GITHUB_TOKEN", &token),
+            ("COSIGN_PRIVATE_KEY", &key),
+            ("COSIGN_PASSWORD", &password),
+        ],
     );
     assert!(
         out.status.success(),
         "{text}\nregistry log:\n{}",
         registry.log()
     );
-    assert!(!text.contains(&token), "the secret was printed");
+    assert!(!text.contains(&token), "the token was printed");
+    assert!(!text.contains(&password), "the passphrase was printed");
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!text.contains(line), "the private key was printed");
+    }
+    for job in ["build", "sign"] {
+        assert!(
+            text.contains(&format!("act: job {job} runs with PATH=")),
+            "{job}: {text}"
+        );
+        assert!(
+            succeeded(&text, "release", job),
+            "job {job} did not succeed:\n{text}"
+        );
+    }
+    assert!(job_lines(&text, "release", "publish").is_empty(), "{text}");
 
     // The multi-arch index, under every semver tag docker/metadata-action would give.
     let image = format!("docker://{repo}/visit-tracker");
@@ -219,6 +409,55 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
             evidence.join(&file).is_file(),
             "no {file} in {}",
             evidence.display()
+        );
+    }
+
+    // The sign job's signatures and attestations, by the real cosign with the public key: the
+    // index and the chart, the provenance of the index, each platform's SBOM; another key fails.
+    let home = keys.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let public = public.to_str().unwrap();
+    let chart = format!("{repo}/charts/visit-tracker:{version}");
+    let index_ref = format!("{}:{version}", image.trim_start_matches("docker://"));
+    for reference in [&index_ref, &chart] {
+        let out = cosign(&["verify", "--key", public, reference], &home);
+        assert!(
+            out.status.success(),
+            "cosign verify {reference}: {}",
+            testkit::describe(&out)
+        );
+        let out = cosign(
+            &["verify", "--key", other_public.to_str().unwrap(), reference],
+            &home,
+        );
+        assert!(
+            !out.status.success(),
+            "cosign verify {reference} with another key: {}",
+            testkit::describe(&out)
+        );
+    }
+    let name = image.trim_start_matches("docker://");
+    let mut attested = vec![(index_ref.clone(), "https://slsa.dev/provenance/v1")];
+    for m in index["manifests"].as_array().unwrap() {
+        let digest = m["digest"].as_str().unwrap();
+        attested.push((format!("{name}@{digest}"), "https://cyclonedx.org/bom"));
+    }
+    for (reference, predicate_type) in &attested {
+        let out = cosign(
+            &[
+                "verify-attestation",
+                "--key",
+                public,
+                "--type",
+                predicate_type,
+                reference,
+            ],
+            &home,
+        );
+        assert!(
+            out.status.success(),
+            "cosign verify-attestation {reference} ({predicate_type}): {}",
+            testkit::describe(&out)
         );
     }
 

@@ -741,3 +741,80 @@ fn release_runs_after_ci_in_jobs_by_privilege() {
     }
     assert_eq!(ci_job["permissions"], Value::Object(most));
 }
+
+/// The sign job's steps under act: the keyless ones (Sigstore's OIDC, GitHub's attestation
+/// store) only on GitHub; the key-signing ones wherever a key is given, so act's release run
+/// signs with a throwaway key; the key reaches `cargo xtask` through its environment (`env://`),
+/// never a file.
+#[test]
+fn release_signs_keyless_on_github_and_with_a_key_under_act_too() {
+    let release = load(".github/workflows/release.yml");
+    let steps = release["jobs"]["sign"]["steps"].as_array().unwrap();
+    let mut keyed = 0;
+    for step in steps {
+        let cond = step["if"].as_str().unwrap_or_default();
+        let uses = step["uses"].as_str().unwrap_or_default();
+        let run = step["run"].as_str().unwrap_or_default();
+        let keyless = uses.starts_with("sigstore/cosign-installer@")
+            || uses.starts_with("actions/attest@")
+            || run.contains("cosign ");
+        if keyless {
+            assert!(
+                cond.contains("!env.ACT"),
+                "sign: a GitHub-only step runs under act: {step}"
+            );
+        }
+        if run.contains("COSIGN_PRIVATE_KEY") || cond.contains("HAS_KEY") {
+            assert_eq!(
+                cond, "${{ env.HAS_KEY == 'true' }}",
+                "sign: a key step must run wherever a key is given, act included: {step}"
+            );
+            keyed += 1;
+        }
+        if run.contains("--key") {
+            for line in run.lines().filter(|l| l.contains("--key")) {
+                assert!(
+                    line.contains("--key env://COSIGN_PRIVATE_KEY"),
+                    "sign: the key goes through the environment, never a file: {line}"
+                );
+            }
+            assert_eq!(
+                step["env"]["COSIGN_PRIVATE_KEY"], "${{ secrets.COSIGN_PRIVATE_KEY }}",
+                "{step}"
+            );
+        }
+    }
+    // The checkout, the setup and the signing itself.
+    assert_eq!(keyed, 3, "{steps:#?}");
+    // The evidence the key steps attach is downloaded under act too.
+    let download = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/download-artifact@"))
+        })
+        .unwrap();
+    assert!(download.get("if").is_none(), "{download}");
+}
+
+/// On GitHub the test job runs the whole suite: `cargo xtask test` as it is, with nothing that
+/// narrows it (XTASK_TEST_ONLY is only for `cargo xtask act`, which would otherwise run the act
+/// tests inside act again).
+#[test]
+fn ci_test_job_runs_the_whole_suite() {
+    let ci = load(".github/workflows/ci.yml");
+    let runs: Vec<&str> = ci["jobs"]["test"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect();
+    assert_eq!(runs, ["cargo xtask setup test", "cargo xtask test"]);
+    for path in WORKFLOWS {
+        assert!(
+            !read(path).contains("XTASK_TEST_ONLY"),
+            "{path} narrows the test suite"
+        );
+    }
+}

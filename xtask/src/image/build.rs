@@ -270,7 +270,9 @@ pub fn compile(
     let cargo = cargo();
     // Each binary embeds its dependency list, for scanners and the SBOMs.
     let auditable = auditable::wrapper_env(&args);
-    cmd!(sh, "{cargo} {args...}")
+    // Without what `cargo run` set for the xtask: ring's build script watches CARGO_MANIFEST_DIR,
+    // and would be rebuilt, with everything above it, whenever it differs from the last build's.
+    crate::without_cargo_run_env(cmd!(sh, "{cargo} {args...}"))
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .envs(auditable)

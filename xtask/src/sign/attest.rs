@@ -31,7 +31,8 @@ pub struct Attest {
     /// statement must name its digest as a subject.
     #[arg(value_name = "REF")]
     pub target: ImageRef,
-    /// The private key (cosign format); its passphrase comes from COSIGN_PASSWORD.
+    /// The private key (cosign format), a file or `env://NAME` (the key's text in the variable
+    /// NAME); its passphrase comes from COSIGN_PASSWORD.
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
     /// An in-toto statement (JSON) to sign and attach (repeatable).
@@ -43,7 +44,7 @@ pub struct Attest {
 
 impl Attest {
     pub fn run(self, sh: &Shell) -> Result<()> {
-        let key = keys::read_private_key(&sh.current_dir().join(&self.key))?;
+        let key = keys::load_private_key(&sh.current_dir(), &self.key)?;
         let statements = self
             .statements
             .iter()

@@ -219,6 +219,26 @@ pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
     })
 }
 
+/// How `--key` names a key held in an environment variable instead of a file, as cosign's
+/// `--key env://NAME`: a workflow's secret then never touches the disk.
+pub const ENV_KEY_PREFIX: &str = "env://";
+
+/// The private key `--key` names, decrypted with the passphrase from `COSIGN_PASSWORD`: a file
+/// (relative to `dir`), or `env://NAME`, the PEM text in the variable NAME.
+pub fn load_private_key(dir: &Path, key: &Path) -> Result<SigningKey> {
+    let Some(name) = key.to_str().and_then(|k| k.strip_prefix(ENV_KEY_PREFIX)) else {
+        return read_private_key(&dir.join(key));
+    };
+    let text = match std::env::var(name) {
+        Ok(text) if !text.trim().is_empty() => Zeroizing::new(text),
+        _ => bail!(
+            "--key {ENV_KEY_PREFIX}{name}: {name} is not set or empty (it must hold the private key's PEM text)"
+        ),
+    };
+    let password = password_from_env()?;
+    decrypt_private_key(&text, &password).with_context(|| format!("the private key in {name}"))
+}
+
 /// Reads and decrypts a private key file with the passphrase from `COSIGN_PASSWORD`.
 pub fn read_private_key(path: &Path) -> Result<SigningKey> {
     let text = std::fs::read_to_string(path)
@@ -329,6 +349,24 @@ fn secretbox_open(key: &[u8; 32], nonce: &[u8; 24], sealed: &[u8]) -> Option<Zer
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--key env://NAME` reads the variable, never a file of that name; unset, it says so.
+    #[test]
+    fn a_key_named_env_is_read_from_that_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "XTASK_KEYS_TEST_NEVER_SET";
+        let err = load_private_key(dir.path(), Path::new(&format!("env://{name}"))).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("--key env://{name}: {name} is not set")),
+            "{err:#}"
+        );
+        let err = load_private_key(dir.path(), Path::new("cosign.key")).unwrap_err();
+        let file = dir.path().join("cosign.key");
+        assert!(
+            format!("{err:#}").contains(&format!("reading the private key {}", file.display())),
+            "{err:#}"
+        );
+    }
 
     /// cosign's own test key (sigstore/cosign pkg/cosign/keys_test.go `pemsigstorekey`,
     /// Apache-2.0), passphrase `hello`: proves we decrypt what cosign encrypted.

@@ -54,7 +54,8 @@ pub struct Sign {
     /// each signed by the digest it names now.
     #[arg(value_name = "REF", required_unless_present = "generate_key")]
     pub refs: Vec<ImageRef>,
-    /// The private key (cosign format); its passphrase comes from COSIGN_PASSWORD.
+    /// The private key (cosign format), a file or `env://NAME` (the key's text in the variable
+    /// NAME); its passphrase comes from COSIGN_PASSWORD.
     #[arg(long, value_name = "FILE", required_unless_present = "generate_key")]
     pub key: Option<PathBuf>,
     /// Write a new key pair instead: PREFIX.key (encrypted with COSIGN_PASSWORD) and PREFIX.pub.
@@ -87,11 +88,11 @@ impl Sign {
             println!("{}", public.display());
             return Ok(());
         }
-        let key_path = sh
-            .current_dir()
-            .join(self.key.as_ref().expect("clap requires --key"));
         // The key first: a missing file or a wrong passphrase fails before anything is sent.
-        let key = keys::read_private_key(&key_path)?;
+        let key = keys::load_private_key(
+            &sh.current_dir(),
+            self.key.as_ref().expect("clap requires --key"),
+        )?;
         // Then every reference, so one that does not resolve stops the run before any push.
         let mut resolved = Vec::new();
         for target in &self.refs {
