@@ -356,24 +356,8 @@ async fn sigterm_lets_requests_in_flight_complete() {
     const IN_FLIGHT: usize = 32;
     let redis = RedisServer::start();
     let mut service = Service::standalone(redis.port(), &[("REDIS_TIMEOUT", "60s")]);
-    let http = client();
-    // Hold every write in Redis, so the POSTs stay in flight until we let them go.
-    redis.cli(&["client", "pause", "60000", "write"]);
-    let posts: Vec<_> = (0..IN_FLIGHT)
-        .map(|_| {
-            let (http, url) = (http.clone(), service.url("/api/visits"));
-            tokio::spawn(async move { post_json(&http, &url).await })
-        })
-        .collect();
-    eventually("the POSTs to be in flight", Duration::from_secs(30), || {
-        let (http, url) = (http.clone(), service.url("/metrics"));
-        async move {
-            let text = http.get(url).send().await.unwrap().text().await.unwrap();
-            // The scrape itself is in flight too.
-            metric_value(&text, "http_requests_in_flight") > IN_FLIGHT as f64
-        }
-    })
-    .await;
+    // Redis holds every write, so the POSTs stay in flight until we let them go.
+    let posts = posts_held_by_redis(&redis, &service, IN_FLIGHT).await;
 
     service.signal(Signal::SIGTERM);
     // Once the listener is closed, shutdown is under way with the POSTs still waiting.
