@@ -167,6 +167,20 @@ fn succeeded(text: &str, workflow: &str, job: &str) -> bool {
         .any(|l| l.contains("Job succeeded"))
 }
 
+/// Each of `jobs` ran with the reduced PATH `--runner-path` gave it, and succeeded.
+fn succeeded_with_runner_path(text: &str, workflow: &str, jobs: &[&str]) {
+    for job in jobs {
+        assert!(
+            text.contains(&format!("act: job {job} runs with PATH=")),
+            "{job}: {text}"
+        );
+        assert!(
+            succeeded(text, workflow, job),
+            "job {job} did not succeed:\n{text}"
+        );
+    }
+}
+
 /// The PATH act gave `job`: the one `--runner-path` wrote into the workflow copy act ran.
 fn job_path(copy: &str, job: &str) -> std::path::PathBuf {
     let path = workspace_root().join("target/act/workflows").join(copy);
@@ -208,16 +222,7 @@ fn ci_jobs_run_under_act_with_the_runners_path() {
     );
     assert!(out.status.success(), "{text}");
     let text = plain(&text);
-    for job in ["chart", "image", "security-scan", "test"] {
-        assert!(
-            text.contains(&format!("act: job {job} runs with PATH=")),
-            "{job}: {text}"
-        );
-        assert!(
-            succeeded(&text, "ci", job),
-            "job {job} did not succeed:\n{text}"
-        );
-    }
+    succeeded_with_runner_path(&text, "ci", &["chart", "image", "security-scan", "test"]);
     // Each job had its own PATH: what its setup installs, not what another job's does.
     let has = |job: &str, program: &str| job_path("ci.yml", job).join(program).exists();
     assert!(has("test", "redis-server") && has("test", "docker-registry"));
@@ -341,16 +346,7 @@ fn release_workflow_fills_a_local_registry_with_image_and_chart() {
     for line in key.lines().filter(|l| !l.starts_with("-----")) {
         assert!(!text.contains(line), "the private key was printed");
     }
-    for job in ["build", "sign"] {
-        assert!(
-            text.contains(&format!("act: job {job} runs with PATH=")),
-            "{job}: {text}"
-        );
-        assert!(
-            succeeded(&text, "release", job),
-            "job {job} did not succeed:\n{text}"
-        );
-    }
+    succeeded_with_runner_path(&text, "release", &["build", "sign"]);
     assert!(job_lines(&text, "release", "publish").is_empty(), "{text}");
 
     // The multi-arch index, under every semver tag docker/metadata-action would give.
