@@ -286,10 +286,11 @@ impl AppBench {
             Variant::Glibc => {
                 let cargo = xtask::cargo();
                 eprintln!("bench app: building the glibc release binary");
-                cmd!(
+                // Without what `cargo run` set for this benchmark, as a build typed in a shell.
+                xtask::without_cargo_run_env(cmd!(
                     sh,
                     "{cargo} build --release --quiet --package visit-tracker"
-                )
+                ))
                 .run()
                 .context("building the release binary")?;
                 Ok(workspace.target_directory.join("release/visit-tracker"))

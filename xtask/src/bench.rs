@@ -60,8 +60,13 @@ impl Bench {
         let args = &self.args;
         // The push benchmark times this binary's `image push`, as a user runs it.
         let xtask = std::env::current_exe().context("locating the xtask binary")?;
-        let bench =
-            cmd!(sh, "{cargo} run --quiet --package xtask-bench -- {args...}").env("XTASK", xtask);
+        // As typed in a shell: what `cargo run` set for this xtask would rebuild ring (its build
+        // script watches CARGO_MANIFEST_DIR) and everything above it, here and in the next build.
+        let bench = crate::without_cargo_run_env(cmd!(
+            sh,
+            "{cargo} run --quiet --package xtask-bench -- {args...}"
+        ))
+        .env("XTASK", xtask);
         let err = Command::from(bench).exec();
         Err(err).context("running cargo for xtask-bench")
     }
